@@ -1,0 +1,66 @@
+// swift-tools-version: 6.0
+// layerfs: a FUSE filesystem in which the layer is the database.
+import PackageDescription
+
+let package = Package(
+    name: "layerfs",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "LayerCore", targets: ["LayerCore"]),
+        .executable(name: "layerfs", targets: ["layerfs"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+    ],
+    targets: [
+        // C libraries, each behind a system-library target (pkg-config name, Debian provider).
+        .systemLibrary(
+            name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(
+            name: "CBtrfsUtil", path: "Sources/CBtrfsUtil", pkgConfig: "libbtrfsutil",
+            providers: [.apt(["libbtrfsutil-dev"])]),
+        .systemLibrary(
+            name: "CFuse3", path: "Sources/CFuse3", pkgConfig: "fuse3",
+            providers: [.apt(["libfuse3-dev"])]),
+
+        // The store: events, hashing, log, state index, time, blocks, verify. No FUSE here.
+        .target(
+            name: "LayerCore",
+            dependencies: [
+                "COpenSSL", "CBtrfsUtil",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]),
+
+        // The command-line tool: parses options, hands off to LayerCore.
+        .executableTarget(
+            name: "layerfs",
+            dependencies: [
+                "LayerCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        // Benchmarks (bench/README.md): print figures and ratios to a same-run baseline.
+        .executableTarget(
+            name: "layerfs-bench",
+            dependencies: ["LayerCore"],
+            path: "bench/Sources/layerfs-bench"),
+
+        .testTarget(
+            name: "LayerCoreTests",
+            dependencies: [
+                "LayerCore",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]),
+        // Real-filesystem tests: loop-mounted btrfs (root only) and the CLI binary end to end.
+        .testTarget(
+            name: "LayerIntegrationTests",
+            dependencies: ["LayerCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

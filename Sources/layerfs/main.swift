@@ -1,0 +1,2 @@
+import LayerCore
+print(Timestamp.now())
