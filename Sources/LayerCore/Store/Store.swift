@@ -1,0 +1,768 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Logging
+import Synchronization
+
+/// A layerfs store: the hash-chained event log and everything derived from it.
+///
+/// Thread safety: every method may be called from any thread. Lock order: `sealLock` before
+/// `state`; `state` is never held across an fsync or a snapshot. Commits append under `state`
+/// and then wait for durability in the group commit, outside it.
+public final class Store: @unchecked Sendable {
+    public enum AccessMode: Sendable { case readOnly, readWrite }
+
+    public struct Options: Sendable {
+        public var sealPolicy: SealPolicy
+        public var logger: Logger
+        /// Called while the log is read at open: (bytes done, bytes total).
+        public var progress: (@Sendable (UInt64, UInt64) -> Void)?
+
+        public init(sealPolicy: SealPolicy = SealPolicy(), logger: Logger = Logger(label: "layerfs.store"), progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) {
+            self.sealPolicy = sealPolicy
+            self.logger = logger
+            self.progress = progress
+        }
+    }
+
+    public let path: String
+    public let storeID: String
+    public let accessMode: AccessMode
+    /// True when the store is a btrfs subvolume: seals then take read-only snapshots.
+    public let isBtrfsSubvolume: Bool
+    /// What open found and did (torn tail moved aside, unclean shutdown...), for status and logs.
+    public let openNotes: [String]
+
+    let logger: Logger
+    let policy: SealPolicy
+    let objects: ObjectStore
+    let logPath: String
+    private let logFD: Int32
+    private let blocksFD: Int32?
+    private let headFD: Int32?
+    private let writerLock: WriterLock?
+    private let groupCommit: GroupCommit?
+    private let sealLock = Mutex<Void>(())
+    private let sealQueue = DispatchQueue(label: "layerfs.sealer")
+    private let timer: DispatchSourceTimer?
+
+    struct State: ~Copyable {
+        var index: StateIndex
+        var headHash: Digest
+        var logLength: UInt64
+        var blocks: [BlockHeader]
+        /// Hashes of the events after the last sealed block, in order.
+        var unsealed: [Digest]
+        var sealScheduled = false
+        var closed = false
+    }
+
+    private let state: Mutex<State>
+
+    // MARK: Layout
+
+    public static func eventsPath(_ store: String) -> String { store + "/events.jsonl" }
+    static func blocksPath(_ store: String) -> String { store + "/blocks.jsonl" }
+    static func headPath(_ store: String) -> String { store + "/metadata/current_hash" }
+    static func lockPath(_ store: String) -> String { store + "/metadata/writer.lock" }
+    static func recoveredPath(_ store: String) -> String { store + "/metadata/recovered" }
+    public static func snapshotsPath(_ store: String) -> String { store + "/.snapshots" }
+
+    // MARK: Creating
+
+    /// Creates a new, empty store at `path` (which must not exist, or be an empty directory): a
+    /// btrfs subvolume when the parent is on btrfs, a plain directory otherwise. Writes the
+    /// genesis event. Returns the new store's id.
+    @discardableResult
+    public static func create(at path: String, by who: Provenance = .currentProcess(), logger: Logger = Logger(label: "layerfs.store")) throws(LayerError) -> String {
+        let parent = StorePath.parent(ofFilesystemPath: path)
+        guard FileSystem.isDirectory(parent) else {
+            throw LayerError(.notFound, "parent directory \(parent) does not exist", path: path)
+        }
+        var subvolume = false
+        if FileSystem.exists(path) {
+            guard FileSystem.isDirectory(path) else { throw LayerError(.alreadyExists, "exists and is not a directory", path: path) }
+            guard try FileSystem.listDirectory(path).isEmpty else {
+                throw LayerError(.alreadyExists, "directory is not empty (is it a store already?)", path: path)
+            }
+            subvolume = (try? Btrfs.isSubvolume(path)) ?? false
+        } else if (try? Btrfs.isBtrfs(parent)) == true {
+            try Btrfs.createSubvolume(at: path)
+            subvolume = true
+        } else {
+            try FileSystem.makeDirectory(path)
+        }
+        try FileSystem.makeDirectory(path + "/metadata")
+        try FileSystem.makeDirectory(path + "/objects")
+        if subvolume { try FileSystem.makeDirectory(snapshotsPath(path)) }
+
+        let id = randomUUID()
+        var genesis = Event(
+            seq: 0, time: .now(), operation: .genesis, storeID: id, format: Event.formatName,
+            provenance: who, previousHash: .zero)
+        let line = EventCodec.seal(&genesis)
+        let fd = try FileSystem.open(eventsPath(path), O_WRONLY | O_CREAT | O_EXCL | O_APPEND, mode: 0o644)
+        defer { FileSystem.close(fd) }
+        try FileSystem.writeAll(fd, line, path: eventsPath(path))
+        try FileSystem.dataSync(fd, path: eventsPath(path))
+        try FileSystem.writeFileAtomically(blocksPath(path), [], durable: true)
+        try FileSystem.writeFileAtomically(headPath(path), HeadFile.encode(seq: 0, hash: genesis.hash), durable: true)
+        try FileSystem.syncDirectory(path + "/metadata")
+        try FileSystem.syncDirectory(path)
+        try FileSystem.syncDirectory(parent)
+        logger.info("created store", metadata: ["store": "\(path)", "id": "\(id)", "btrfs": "\(subvolume)"])
+        return id
+    }
+
+    static func randomUUID() -> String {
+        guard var bytes = try? FileSystem.readPrefix("/dev/urandom", count: 16), bytes.count == 16 else {
+            preconditionFailure("cannot read /dev/urandom")
+        }
+        bytes[6] = bytes[6] & 0x0f | 0x40
+        bytes[8] = bytes[8] & 0x3f | 0x80
+        let hex = bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        let h = Array(hex)
+        return String(h[0..<8]) + "-" + String(h[8..<12]) + "-" + String(h[12..<16]) + "-" + String(h[16..<20]) + "-" + String(h[20..<32])
+    }
+
+    // MARK: Opening
+
+    /// Opens a store, reading and verifying the whole log: every line's canonical form and hash,
+    /// the chain, the time order, every event as a valid change, every blob, every block, and the
+    /// head. A torn tail (crash mid-append) is moved aside into `metadata/recovered/` when
+    /// opening for writing. Any other damage throws `.corrupt` naming the first bad event.
+    public init(path rawPath: String, mode: AccessMode = .readWrite, options: Options = Options()) throws(LayerError) {
+        let path = rawPath.count > 1 && rawPath.hasSuffix("/") ? String(rawPath.dropLast()) : rawPath
+        self.path = path
+        self.accessMode = mode
+        self.logger = options.logger
+        self.policy = options.sealPolicy
+        self.objects = ObjectStore(root: path + "/objects")
+        self.logPath = Store.eventsPath(path)
+        guard FileSystem.exists(logPath) else {
+            throw LayerError(.notFound, "not a layerfs store (no events.jsonl); create one with `layerfs init`", store: path)
+        }
+
+        // One writer per store.
+        var lock: WriterLock?
+        if mode == .readWrite {
+            lock = try WriterLock(path: Store.lockPath(path))
+        }
+        let liveWriter = mode == .readOnly && WriterLock.isHeld(path: Store.lockPath(path))
+        let uncleanShutdown = lock?.previousHolder != nil || (mode == .readOnly && !liveWriter && WriterLock.holder(path: Store.lockPath(path)) != nil)
+
+        do throws(LayerError) {
+            // The head is read before the log, so that a live writer can only have moved it forward.
+            let headBytes = try? FileSystem.readFile(Store.headPath(path))
+            let head = headBytes.flatMap(HeadFile.decode)
+            let blocks = try Store.readBlocks(path)
+
+            let scan = try Store.scanLog(path: path, objects: objects, blocks: blocks, headSeq: head?.seq, progress: options.progress)
+            var notes: [String] = []
+            var outcome = scan.outcome
+            if let damage = outcome.damage { throw Store.damageError(damage, store: path) }
+            guard let last = outcome.last, let storeID = scan.storeID else {
+                throw LayerError(.corrupt, "event 0: the log holds no valid genesis event", store: path, sequence: 0)
+            }
+            // Blocks must lie within the log.
+            if let lastBlock = blocks.last, lastBlock.last > last.seq {
+                throw LayerError(
+                    .corrupt, "block \(lastBlock.number) seals events up to \(lastBlock.last) but the log ends at event \(last.seq)",
+                    store: path, sequence: last.seq + 1)
+            }
+            // The head.
+            if let head {
+                if head.seq > last.seq {
+                    throw LayerError(
+                        .corrupt, "event \(last.seq + 1) is missing: metadata/current_hash names event \(head.seq), but the log ends at event \(last.seq)",
+                        store: path, sequence: last.seq + 1)
+                }
+                if scan.headHash != head.hash {
+                    throw LayerError(
+                        .corrupt, "event \(head.seq): hash does not match metadata/current_hash (\(head.hash.hex))",
+                        store: path, sequence: head.seq)
+                }
+                if head.seq < last.seq {
+                    if uncleanShutdown || liveWriter {
+                        notes.append("the head lagged the log by \(last.seq - head.seq) event(s) after an unclean shutdown")
+                    } else {
+                        throw LayerError(
+                            .corrupt, "event \(head.seq + 1): events \(head.seq + 1)...\(last.seq) follow the head recorded at the last clean close (appended by hand?)",
+                            store: path, sequence: head.seq + 1)
+                    }
+                }
+            } else {
+                throw LayerError(.corrupt, "metadata/current_hash is missing or unreadable", store: path, sequence: last.seq)
+            }
+
+            // A torn tail: moved aside when writing, ignored when reading.
+            if let tail = outcome.tail {
+                let count = tail.upperBound - tail.lowerBound
+                if mode == .readWrite {
+                    let saved = try Store.moveTailAside(path: path, logPath: logPath, tail: tail)
+                    notes.append("moved a torn or garbage tail of \(count) byte(s) after event \(last.seq) aside to \(saved)")
+                    outcome.tail = nil
+                } else if !liveWriter {
+                    notes.append("\(count) byte(s) after event \(last.seq) are a torn or garbage tail; the next writer moves them aside")
+                }
+            }
+            if let previous = lock?.previousHolder { notes.append("the previous writer did not close cleanly (\(previous))") }
+
+            self.storeID = storeID
+            self.openNotes = notes
+            self.isBtrfsSubvolume = ((try? Btrfs.isSubvolume(path)) ?? false)
+
+            if mode == .readWrite {
+                logFD = try FileSystem.open(logPath, O_RDWR | O_APPEND)
+                blocksFD = try FileSystem.open(Store.blocksPath(path), O_WRONLY | O_APPEND | O_CREAT, mode: 0o644)
+                headFD = try FileSystem.open(Store.headPath(path), O_WRONLY | O_CREAT, mode: 0o644)
+            } else {
+                logFD = try FileSystem.open(logPath, O_RDONLY)
+                blocksFD = nil
+                headFD = nil
+            }
+            writerLock = lock
+            state = Mutex(
+                State(
+                    index: scan.index, headHash: last.hash, logLength: outcome.validLength, blocks: blocks,
+                    unsealed: scan.unsealed))
+            if mode == .readWrite {
+                let logFD = self.logFD, headFD = self.headFD!, logPath = self.logPath
+                groupCommit = GroupCommit(
+                    initial: last.seq,
+                    sync: { () throws(LayerError) in try FileSystem.dataSync(logFD, path: logPath) },
+                    afterSync: { seq, hash in
+                        let bytes = HeadFile.encode(seq: seq, hash: hash)
+                        _ = bytes.withUnsafeBytes { pwrite(headFD, $0.baseAddress, $0.count, 0) }
+                    })
+                if head?.seq != last.seq {
+                    let bytes = HeadFile.encode(seq: last.seq, hash: last.hash)
+                    _ = bytes.withUnsafeBytes { pwrite(headFD, $0.baseAddress, $0.count, 0) }
+                }
+            } else {
+                groupCommit = nil
+            }
+        } catch {
+            lock?.release(clean: false)
+            throw error
+        }
+
+        if mode == .readWrite, let seconds = policy.everySeconds {
+            let t = DispatchSource.makeTimerSource(queue: sealQueue)
+            t.schedule(deadline: .now() + seconds, repeating: seconds)
+            timer = t
+        } else {
+            timer = nil
+        }
+        if let timer {
+            timer.setEventHandler { [weak self] in self?.sealInBackground() }
+            timer.resume()
+        }
+        for note in openNotes { logger.warning("\(note)", metadata: ["store": "\(path)"]) }
+    }
+
+    /// Opens read-write (the common case).
+    public static func open(_ path: String, mode: AccessMode = .readWrite, options: Options = Options()) throws(LayerError) -> Store {
+        try Store(path: path, mode: mode, options: options)
+    }
+
+    deinit {
+        try? close()
+        FileSystem.close(logFD)
+        if let blocksFD { FileSystem.close(blocksFD) }
+        if let headFD { FileSystem.close(headFD) }
+    }
+
+    static func damageError(_ damage: Damage, store: String) -> LayerError {
+        LayerError(.corrupt, damage.description, store: store, sequence: damage.sequence)
+    }
+
+    static func readBlocks(_ path: String) throws(LayerError) -> [BlockHeader] {
+        let file = blocksPath(path)
+        guard FileSystem.exists(file) else { return [] }
+        let bytes = try FileSystem.readFile(file)
+        var blocks: [BlockHeader] = []
+        var previous = Digest.zero
+        var nextFirst: UInt64 = 0
+        var previousTime = Int64.min
+        for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast() {
+            let number = UInt64(blocks.count + 1)
+            switch BlockHeader.decode(line: Array(line)) {
+            case .failure(let problem):
+                throw LayerError(.corrupt, "block \(number): \(problem) in blocks.jsonl", store: path)
+            case .success(let h):
+                guard h.number == number else { throw LayerError(.corrupt, "block \(number): blocks.jsonl holds block \(h.number) here", store: path) }
+                guard h.previousHash == previous else { throw LayerError(.corrupt, "block \(number): prev does not match the hash of block \(number - 1)", store: path) }
+                guard h.first == nextFirst else { throw LayerError(.corrupt, "block \(number): starts at event \(h.first), expected \(nextFirst)", store: path) }
+                guard h.time.nanoseconds >= previousTime else { throw LayerError(.corrupt, "block \(number): time goes backwards", store: path) }
+                blocks.append(h)
+                previous = h.hash
+                nextFirst = h.last + 1
+                previousTime = h.time.nanoseconds
+            }
+        }
+        if let last = bytes.last, last != UInt8(ascii: "\n") {
+            throw LayerError(.corrupt, "block \(blocks.count + 1): blocks.jsonl ends in an incomplete line", store: path)
+        }
+        return blocks
+    }
+
+    struct ScanResult {
+        var outcome: LogScanner.Outcome
+        var index: StateIndex
+        var storeID: String?
+        var headHash: Digest?
+        var unsealed: [Digest]
+    }
+
+    /// Reads the whole log into a fresh index, checking blobs and block Merkle roots on the way.
+    static func scanLog(
+        path: String, objects: ObjectStore, blocks: [BlockHeader], headSeq: UInt64?,
+        progress: (@Sendable (UInt64, UInt64) -> Void)?
+    ) throws(LayerError) -> ScanResult {
+        let file = try MappedFile(path: eventsPath(path))
+        var index = StateIndex()
+        index.reserve(events: file.bytes.count / 200)
+        var storeID: String?
+        var headHash: Digest?
+        var pending: [Digest] = []
+        var blockIndex = 0
+        let total = UInt64(file.bytes.count)
+        var nextProgress: UInt64 = 0
+        let outcome = LogScanner.scan(file.bytes) { (event, offset, length) throws(Damage) in
+            if event.seq == 0 {
+                guard event.operation == .genesis, event.format == Event.formatName, let id = event.storeID else {
+                    throw Damage(sequence: 0, message: "the first event is not a genesis event of format \(Event.formatName)")
+                }
+                storeID = id
+            }
+            let plan: StateIndex.Plan
+            do throws(LayerError) { plan = try index.plan(event) } catch {
+                throw Damage(sequence: event.seq, message: "not a valid change: \(error.description)")
+            }
+            if case .object(let digest)? = event.content {
+                do throws(LayerError) { _ = try objects.load(digest, size: event.size) } catch {
+                    throw Damage(sequence: event.seq, message: error.message)
+                }
+            }
+            index.apply(plan, seq: event.seq, time: event.time, offset: offset)
+            if event.seq == headSeq { headHash = event.hash }
+            pending.append(event.hash)
+            if blockIndex < blocks.count, event.seq == blocks[blockIndex].last {
+                let block = blocks[blockIndex]
+                if MerkleTree.root(pending) != block.merkleRoot {
+                    throw Damage(sequence: nil, block: block.number, message: "Merkle root of events \(block.first)...\(block.last) does not match the block header")
+                }
+                if block.time.nanoseconds < event.time.nanoseconds {
+                    throw Damage(sequence: nil, block: block.number, message: "sealed before its last event")
+                }
+                pending.removeAll(keepingCapacity: true)
+                blockIndex += 1
+            }
+            if let progress, offset >= nextProgress {
+                progress(offset + UInt64(length), total)
+                nextProgress = offset + total / 100 + 1
+            }
+        }
+        progress?(total, total)
+        return ScanResult(outcome: outcome, index: index, storeID: storeID, headHash: headHash, unsealed: pending)
+    }
+
+    /// Copies a torn tail into metadata/recovered/ (durably), then cuts it off the log.
+    static func moveTailAside(path: String, logPath: String, tail: Range<UInt64>) throws(LayerError) -> String {
+        let fd = try FileSystem.open(logPath, O_RDWR)
+        defer { FileSystem.close(fd) }
+        let bytes = try FileSystem.preadAll(fd, count: Int(tail.upperBound - tail.lowerBound), offset: tail.lowerBound, path: logPath)
+        let directory = recoveredPath(path)
+        try FileSystem.makeDirectory(directory)
+        let name = "\(directory)/events-tail-\(Timestamp.now().canonical)-at-byte-\(tail.lowerBound).bin"
+        try FileSystem.writeFileAtomically(name, bytes, durable: true)
+        try FileSystem.syncDirectory(path + "/metadata")
+        try FileSystem.truncate(fd, to: tail.lowerBound, path: logPath)
+        try FileSystem.dataSync(fd, path: logPath)
+        return name
+    }
+
+    private func writeHead(seq: UInt64, hash: Digest) {
+        guard let headFD else { return }
+        let bytes = HeadFile.encode(seq: seq, hash: hash)
+        _ = bytes.withUnsafeBytes { pwrite(headFD, $0.baseAddress, $0.count, 0) }
+    }
+
+    // MARK: Closing
+
+    /// Seals per policy, makes the head durable, and releases the writer lock. Idempotent.
+    public func close() throws(LayerError) {
+        let wasClosed = state.withLock { s in
+            let was = s.closed
+            return was
+        }
+        guard !wasClosed else { return }
+        timer?.cancel()
+        var failure: LayerError?
+        if accessMode == .readWrite {
+            if policy.onClose {
+                do throws(LayerError) { try seal() } catch { failure = error; logger.error("seal at close failed: \(error)", metadata: ["store": "\(path)"]) }
+            }
+        }
+        let (head, hash) = state.withLock { s in
+            s.closed = true
+            return (s.index.head ?? 0, s.headHash)
+        }
+        if accessMode == .readWrite, let groupCommit, let headFD {
+            var clean = groupCommit.poisoned == nil
+            do throws(LayerError) {
+                try groupCommit.waitDurable(head)
+                writeHead(seq: head, hash: hash)
+                try FileSystem.dataSync(headFD, path: Store.headPath(path))
+            } catch {
+                clean = false
+                failure = failure ?? error
+            }
+            writerLock?.release(clean: clean)
+        }
+        if let failure { throw failure }
+    }
+
+    // MARK: Committing changes
+
+    /// Appends one event for `change` and returns its sequence number once it is durable; nil when
+    /// the change would change nothing (same content and mode, same owner...). Throws the POSIX-
+    /// style error for an invalid change (nothing is written), or the I/O error of a failed append
+    /// or sync (nothing acknowledged; a failed sync also makes every later commit fail).
+    @discardableResult
+    public func commit(_ change: Change, by who: Provenance) throws(LayerError) -> UInt64? {
+        guard accessMode == .readWrite, let groupCommit else {
+            throw LayerError(.readOnly, "the store is open read-only", store: path)
+        }
+        if let poisoned = groupCommit.poisoned {
+            throw LayerError(.io, "an earlier sync failed (\(poisoned.message)); reopen the store", store: path, errno: EIO)
+        }
+        do throws(LayerError) {
+            guard let seq = try append(change, by: who) else { return nil }
+            try groupCommit.waitDurable(seq)
+            maybeScheduleSeal()
+            return seq
+        } catch {
+            throw error.inStore(path)
+        }
+    }
+
+    private func makeEventBody(_ change: Change, seq: UInt64, time: Timestamp, prev: Digest, who: Provenance) throws(LayerError) -> Event {
+        var e = Event(seq: seq, time: time, operation: .write, provenance: who, previousHash: prev)
+        switch change {
+        case .write(let p, let bytes, let mode):
+            e.operation = .write; e.path = try StorePath.normalize(p); e.mode = mode; e.size = UInt64(bytes.count)
+        case .truncate(let p, let size):
+            e.operation = .truncate; e.path = try StorePath.normalize(p); e.size = size
+        case .mkdir(let p, let mode):
+            e.operation = .mkdir; e.path = try StorePath.normalize(p); e.mode = mode & 0o7777
+        case .rmdir(let p):
+            e.operation = .rmdir; e.path = try StorePath.normalize(p)
+        case .unlink(let p):
+            e.operation = .unlink; e.path = try StorePath.normalize(p)
+        case .rename(let from, let to):
+            e.operation = .rename; e.path = try StorePath.normalize(from); e.destination = try StorePath.normalize(to)
+        case .symlink(let p, let target):
+            e.operation = .symlink; e.path = try StorePath.normalize(p); e.target = target
+        case .chmod(let p, let mode):
+            e.operation = .chmod; e.path = try StorePath.normalize(p); e.mode = mode & 0o7777
+        case .chown(let p, let owner, let group):
+            guard owner != nil || group != nil else { throw LayerError(.invalidArgument, "chown needs an owner or a group", path: p) }
+            e.operation = .chown; e.path = try StorePath.normalize(p); e.owner = owner; e.group = group
+        case .setModificationTime(let p, let mtime):
+            guard mtime >= Timestamp.minimum, mtime <= Timestamp.maximum else {
+                throw LayerError(.invalidArgument, "modification time out of range", path: p)
+            }
+            e.operation = .utimens; e.path = try StorePath.normalize(p); e.mtime = mtime
+        }
+        return e
+    }
+
+    /// Builds, validates and writes the event under the state lock; returns its seq (nil: no-op).
+    private func append(_ change: Change, by who: Provenance) throws(LayerError) -> UInt64? {
+        // Content: large content goes to a blob first (outside the lock; blobs are idempotent).
+        var newContent: [UInt8]?
+        var blob: Digest?
+        switch change {
+        case .write(_, let bytes, _):
+            newContent = bytes
+        case .truncate(let p, let size):
+            // Needs the current content; re-checked under the lock below.
+            let info = try stat(try StorePath.normalize(p))
+            guard info.kind == .file else {
+                throw LayerError(info.kind == .directory ? .isDirectory : .invalidArgument, "not a regular file", path: p)
+            }
+            var bytes = try read(info)
+            if UInt64(bytes.count) > size { bytes.removeLast(bytes.count - Int(size)) } else {
+                guard size - UInt64(bytes.count) <= 1 << 32 else { throw LayerError(.noSpace, "truncate beyond 4 GiB", path: p) }
+                bytes.append(contentsOf: [UInt8](repeating: 0, count: Int(size) - bytes.count))
+            }
+            newContent = bytes
+            if let cur = try? stat(try StorePath.normalize(p)), cur.version != info.version {
+                throw LayerError(.busy, "file changed during truncate; retry", path: p)
+            }
+        default:
+            break
+        }
+        if let bytes = newContent, bytes.count > ObjectStore.inlineLimit {
+            blob = try objects.store(bytes)
+        }
+
+        return try state.withLock { (s: inout State) throws(LayerError) -> UInt64? in
+            guard !s.closed else { throw LayerError(.io, "the store is closed", errno: EIO) }
+            guard let head = s.index.head else { throw LayerError(.corrupt, "empty log") }
+            let now = Timestamp.now()
+            let last = s.index.time(of: head)
+            let time = now < last ? last : now  // time never goes backwards
+            var event = try makeEventBody(change, seq: head + 1, time: time, prev: s.headHash, who: who)
+            if let bytes = newContent {
+                event.content = blob.map { .object($0) } ?? .inline(bytes)
+            }
+            // Defaults that depend on the current state, and no-op detection.
+            let current = s.index.lookup(event.path!, at: head)
+            switch event.operation {
+            case .write:
+                if event.mode == nil { event.mode = UInt32(current?.mode ?? 0o644) }
+                event.mode = event.mode! & 0o7777
+                if let current, current.kind == .file, current.mode == event.mode, current.size == event.size,
+                    let existing = try? contentLocked(&s, current), existing == newContent
+                {
+                    return nil
+                }
+            case .truncate:
+                event.mode = UInt32(current?.mode ?? 0o644)
+                if let current, current.size == event.size { return nil }
+            case .chmod:
+                if let current, current.kind != .symlink, current.mode == event.mode { return nil }
+            case .chown:
+                if let current, (event.owner ?? current.uid) == current.uid, (event.group ?? current.gid) == current.gid { return nil }
+            case .utimens:
+                if let current, current.mtime == event.mtime { return nil }
+            default:
+                break
+            }
+            let plan = try s.index.plan(event)
+            let line = EventCodec.seal(&event)
+            do throws(LayerError) {
+                try FileSystem.writeAll(logFD, line, path: logPath)
+            } catch {
+                // Undo a partial write so the log stays a sequence of whole lines.
+                do { try FileSystem.truncate(logFD, to: s.logLength, path: logPath) } catch {
+                    logger.critical("could not cut a failed append off the log: \(error)", metadata: ["store": "\(path)"])
+                }
+                throw error
+            }
+            s.index.apply(plan, seq: event.seq, time: event.time, offset: s.logLength)
+            s.logLength += UInt64(line.count)
+            s.headHash = event.hash
+            s.unsealed.append(event.hash)
+            groupCommit!.noteWritten(event.seq, hash: event.hash)
+            return event.seq
+        }
+    }
+
+    // MARK: Reading state
+
+    /// The sequence number of the last event.
+    public var headSequence: UInt64 { state.withLock { $0.index.head ?? 0 } }
+    public var headHash: Digest { state.withLock { $0.headHash } }
+
+    /// The last event at or before `time`; `.outOfRange` if `time` is before the genesis event.
+    public func sequence(at time: Timestamp) throws(LayerError) -> UInt64 {
+        guard let seq = state.withLock({ $0.index.sequence(atOrBefore: time) }) else {
+            throw LayerError(.outOfRange, "\(time) is before the store's first event", store: path)
+        }
+        return seq
+    }
+
+    public func time(ofSequence seq: UInt64) throws(LayerError) -> Timestamp {
+        try state.withLock { (s: inout State) throws(LayerError) -> Timestamp in
+            guard let head = s.index.head, seq <= head else {
+                throw LayerError(.outOfRange, "event \(seq) does not exist (head is \(s.index.head ?? 0))", store: path)
+            }
+            return s.index.time(of: seq)
+        }
+    }
+
+    private func resolve(_ seq: UInt64?, _ s: borrowing State) throws(LayerError) -> UInt64 {
+        let head = s.index.head ?? 0
+        guard let seq else { return head }
+        guard seq <= head else { throw LayerError(.outOfRange, "event \(seq) does not exist (head is \(head))", store: path) }
+        return seq
+    }
+
+    /// The node at `path` as of event `seq` (nil: the head).
+    public func stat(_ path: String, at seq: UInt64? = nil) throws(LayerError) -> NodeInfo {
+        let p = try StorePath.normalize(path)
+        return try state.withLock { (s: inout State) throws(LayerError) -> NodeInfo in
+            let at = try resolve(seq, s)
+            guard let info = s.index.lookup(p, at: at) else {
+                throw LayerError(.notFound, "no such file or directory at event \(at)", store: self.path, path: p)
+            }
+            return info
+        }
+    }
+
+    public struct DirectoryEntry: Hashable, Sendable {
+        public var name: String
+        public var info: NodeInfo
+    }
+
+    /// The entries of a directory as of event `seq` (nil: the head), sorted by name.
+    public func list(_ path: String, at seq: UInt64? = nil) throws(LayerError) -> [DirectoryEntry] {
+        let p = try StorePath.normalize(path)
+        return try state.withLock { (s: inout State) throws(LayerError) -> [DirectoryEntry] in
+            let at = try resolve(seq, s)
+            guard let entries = s.index.list(p, at: at) else {
+                if let info = s.index.lookup(p, at: at), info.kind != .directory {
+                    throw LayerError(.notDirectory, "not a directory at event \(at)", store: self.path, path: p)
+                }
+                throw LayerError(.notFound, "no such directory at event \(at)", store: self.path, path: p)
+            }
+            return entries.map { DirectoryEntry(name: $0.name, info: $0.info) }
+        }
+    }
+
+    /// Every change of one path, oldest first: (event, the version it became or nil if deleted).
+    public func history(_ path: String) throws(LayerError) -> [(seq: UInt64, info: NodeInfo?)] {
+        let p = try StorePath.normalize(path)
+        return state.withLock { $0.index.history(p) }
+    }
+
+    /// Where event `seq`'s line is: (offset, length without the newline).
+    private func lineRange(_ seq: UInt64, _ s: borrowing State) -> (UInt64, Int) {
+        let start = s.index.offset(of: seq)
+        let end = seq == s.index.head ? s.logLength : s.index.offset(of: seq + 1)
+        return (start, Int(end - start) - 1)
+    }
+
+    /// Reads and decodes event `seq` from the log (verifying its hash again).
+    public func event(_ seq: UInt64) throws(LayerError) -> Event {
+        let (offset, length) = try state.withLock { (s: inout State) throws(LayerError) -> (UInt64, Int) in
+            _ = try resolve(seq, s)
+            return lineRange(seq, s)
+        }
+        return try decodeLine(seq: seq, offset: offset, length: length)
+    }
+
+    private func decodeLine(seq: UInt64, offset: UInt64, length: Int) throws(LayerError) -> Event {
+        let line = try FileSystem.preadAll(logFD, count: length, offset: offset, path: logPath)
+        switch EventCodec.decode(line: line) {
+        case .success(let e) where e.seq == seq: return e
+        case .success(let e):
+            throw LayerError(.corrupt, "expected event \(seq) at byte \(offset), found \(e.seq)", store: path, sequence: seq)
+        case .failure(let problem):
+            throw LayerError(.corrupt, "changed on disk since the store was opened: \(problem)", store: path, sequence: seq)
+        }
+    }
+
+    private func contentLocked(_ s: inout State, _ info: NodeInfo) throws(LayerError) -> [UInt8] {
+        let (offset, length) = lineRange(info.contentSeq, s)
+        return try content(of: decodeLine(seq: info.contentSeq, offset: offset, length: length))
+    }
+
+    private func content(of event: Event) throws(LayerError) -> [UInt8] {
+        switch event.content {
+        case .inline(let bytes)?: return bytes
+        case .object(let digest)?: return try objects.load(digest, size: event.size)
+        case nil: throw LayerError(.corrupt, "event has no content", store: path, sequence: event.seq)
+        }
+    }
+
+    /// The content of a file version.
+    public func read(_ info: NodeInfo) throws(LayerError) -> [UInt8] {
+        guard info.kind == .file else { throw LayerError(info.kind == .directory ? .isDirectory : .invalidArgument, "not a regular file", store: path) }
+        return try content(of: event(info.contentSeq))
+    }
+
+    /// The target of a symlink version.
+    public func readLink(_ info: NodeInfo) throws(LayerError) -> String {
+        guard info.kind == .symlink else { throw LayerError(.invalidArgument, "not a symbolic link", store: path) }
+        guard let target = try event(info.contentSeq).target else {
+            throw LayerError(.corrupt, "symlink event has no target", store: path, sequence: info.contentSeq)
+        }
+        return target
+    }
+
+    // MARK: Blocks
+
+    public var blocks: [BlockHeader] { state.withLock { $0.blocks } }
+
+    /// Events not yet sealed into a block.
+    public var unsealedCount: Int { state.withLock { $0.unsealed.count } }
+
+    private func maybeScheduleSeal() {
+        guard let every = policy.everyEvents else { return }
+        let due = state.withLock { s -> Bool in
+            guard UInt64(s.unsealed.count) >= every, !s.sealScheduled, !s.closed else { return false }
+            s.sealScheduled = true
+            return true
+        }
+        if due { sealQueue.async { [weak self] in self?.sealInBackground() } }
+    }
+
+    private func sealInBackground() {
+        state.withLock { $0.sealScheduled = false }
+        do throws(LayerError) { try seal() } catch {
+            logger.error("background seal failed: \(error)", metadata: ["store": "\(path)"])
+        }
+    }
+
+    /// Seals every event not yet in a block into a new block: appends its header to blocks.jsonl
+    /// (durably) and, on btrfs, takes the read-only snapshot `.snapshots/block-<n>-<hash12>`.
+    /// Returns nil when there was nothing to seal. Writers keep going meanwhile: the state lock
+    /// is held only to copy the pending hashes and to record the block.
+    @discardableResult
+    public func seal() throws(LayerError) -> BlockHeader? {
+        guard accessMode == .readWrite, let blocksFD, let groupCommit else {
+            throw LayerError(.readOnly, "the store is open read-only", store: path)
+        }
+        return try sealLock.withLock { _ throws(LayerError) -> BlockHeader? in
+            let pending = state.withLock { s -> (hashes: [Digest], first: UInt64, previous: BlockHeader?, lastTime: Timestamp)? in
+                guard !s.unsealed.isEmpty, let head = s.index.head else { return nil }
+                let first = s.blocks.last.map { $0.last + 1 } ?? 0
+                return (s.unsealed, first, s.blocks.last, s.index.time(of: head))
+            }
+            guard let pending else { return nil }
+            let last = pending.first + UInt64(pending.hashes.count) - 1
+            // A block may only name durable events.
+            try groupCommit.waitDurable(last)
+            var time = Timestamp.now()
+            if time < pending.lastTime { time = pending.lastTime }
+            if let previous = pending.previous, time < previous.time { time = previous.time }
+            var header = BlockHeader(
+                number: (pending.previous?.number ?? 0) + 1, first: pending.first, last: last,
+                merkleRoot: MerkleTree.root(pending.hashes), previousHash: pending.previous?.hash ?? .zero, time: time)
+            let line = BlockHeader.seal(&header)
+            let blocksPath = Store.blocksPath(path)
+            let before = try FileSystem.size(blocksFD, path: blocksPath)
+            do throws(LayerError) {
+                try FileSystem.writeAll(blocksFD, line, path: blocksPath)
+                try FileSystem.dataSync(blocksFD, path: blocksPath)
+            } catch {
+                try? FileSystem.truncate(blocksFD, to: before, path: blocksPath)
+                throw error.inStore(path)
+            }
+            state.withLock { s in
+                s.blocks.append(header)
+                s.unsealed.removeFirst(pending.hashes.count)
+            }
+            if isBtrfsSubvolume {
+                let snapshot = Store.snapshotsPath(path) + "/" + header.snapshotName
+                do {
+                    try FileSystem.makeDirectory(Store.snapshotsPath(path))
+                    try Btrfs.createReadOnlySnapshot(of: path, at: snapshot)
+                } catch {
+                    logger.error("block \(header.number) sealed but its snapshot failed: \(error)", metadata: ["store": "\(path)"])
+                }
+            }
+            logger.info("sealed block \(header.number): events \(header.first)...\(header.last)", metadata: ["store": "\(path)"])
+            return header
+        }
+    }
+
+    /// Group-commit figures: (events durable, fdatasync calls).
+    public var syncStatistics: (durable: UInt64, syncs: UInt64) { groupCommit?.stats ?? (headSequence, 0) }
+}
