@@ -1,0 +1,113 @@
+import Foundation
+import Testing
+@testable import LayerCore
+
+/// The worked examples of docs/FORMAT.md, read out of the document itself, reproduced by the
+/// Swift implementation. If the document or the code changes, this fails.
+@Suite struct FormatVectorTests {
+    static let document: String = {
+        let here = URL(fileURLWithPath: #filePath)
+        let url = here.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("docs/FORMAT.md")
+        return (try? String(contentsOf: url, encoding: .utf8)) ?? ""
+    }()
+
+    /// The body of the fenced block whose info string ends with `name` (e.g. "```text canonical-2").
+    static func block(_ name: String) throws -> String {
+        let lines = document.components(separatedBy: "\n")
+        guard let start = lines.firstIndex(where: { $0.hasPrefix("```") && $0.hasSuffix(" " + name) }) else {
+            throw LayerError(.notFound, "docs/FORMAT.md has no block named \(name)")
+        }
+        guard let end = lines[(start + 1)...].firstIndex(where: { $0 == "```" }) else {
+            throw LayerError(.invalidArgument, "block \(name) is not closed")
+        }
+        return lines[(start + 1)..<end].joined(separator: "\n")
+    }
+
+    static var exampleEvents: [String] { ((try? block("example-events")) ?? "").components(separatedBy: "\n") }
+
+    @Test func documentIsFound() {
+        #expect(Self.document.contains("# layerfs on-disk format"))
+        #expect(Self.exampleEvents.count == 12)
+    }
+
+    @Test(arguments: [0, 2, 3, 4, 9])
+    func canonicalBytesAndHash(seq: Int) throws {
+        let line = Self.exampleEvents[seq]
+        let event = try EventCodec.decode(line: Array(line.utf8)).get()
+        #expect(event.seq == UInt64(seq))
+        let canonical = EventCodec.canonicalBytes(event)
+        #expect(String(decoding: canonical, as: UTF8.self) == (try Self.block("canonical-\(seq)")))
+        #expect(SHA256.hash(canonical).hex == (try Self.block("hash-\(seq)")))
+        #expect(event.hash.hex == (try Self.block("hash-\(seq)")))
+        // Encoding the decoded event again gives the very same line.
+        var copy = event
+        #expect(EventCodec.seal(&copy) == Array((line + "\n").utf8))
+    }
+
+    @Test func everyExampleLineDecodesAndChains() throws {
+        var previous = Digest.zero
+        for (i, line) in Self.exampleEvents.enumerated() {
+            let event = try EventCodec.decode(line: Array(line.utf8)).get()
+            #expect(event.seq == UInt64(i))
+            #expect(event.previousHash == previous)
+            previous = event.hash
+        }
+        let head = try Self.block("example-head")
+        #expect(head == previous.hex + " 00000000000000000011")
+    }
+
+    @Test func merkleExample() throws {
+        let hashes = try Self.exampleEvents.map { try EventCodec.decode(line: Array($0.utf8)).get().hash }
+        let lines = try Self.block("merkle-3").components(separatedBy: "\n")
+        let values = Dictionary(uniqueKeysWithValues: lines.map { l -> (String, String) in
+            let parts = l.split(separator: " ")
+            return (String(parts[0]), String(parts[1]))
+        })
+        #expect(MerkleTree.root(Array(hashes[0..<1])).hex == values["leaf0"])
+        #expect(MerkleTree.root(Array(hashes[1..<2])).hex == values["leaf1"])
+        #expect(MerkleTree.root(Array(hashes[2..<3])).hex == values["leaf2"])
+        #expect(MerkleTree.root(Array(hashes[0..<2])).hex == values["node01"])
+        #expect(MerkleTree.root(Array(hashes[0..<3])).hex == values["root"])
+        #expect(MerkleTree.root([]).hex == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(Self.document.contains("The root of all 12 events of §11.1 (block 1 below) is `\(MerkleTree.root(hashes).hex)`"))
+    }
+
+    @Test func blockExample() throws {
+        let line = try Self.block("example-blocks")
+        let header = try BlockHeader.decode(line: Array(line.utf8)).get()
+        #expect(String(decoding: BlockHeader.canonicalBytes(header), as: UTF8.self) == (try Self.block("block-canonical")))
+        #expect(header.hash.hex == (try Self.block("block-hash")))
+        let hashes = try Self.exampleEvents.map { try EventCodec.decode(line: Array($0.utf8)).get().hash }
+        #expect(header.merkleRoot == MerkleTree.root(hashes))
+        #expect(header.first == 0 && header.last == 11 && header.number == 1)
+        #expect(Self.document.contains(".snapshots/\(header.snapshotName)`"))
+    }
+
+    /// The example is a whole store: write it to disk with its blob and open it.
+    @Test func exampleStoreOpensAndVerifies() throws {
+        try withTemporaryDirectory { dir in
+            let store = dir + "/example"
+            try FileManager.default.createDirectory(atPath: store + "/metadata", withIntermediateDirectories: true)
+            let blob = Array(repeating: UInt8(ascii: "x"), count: 70000)
+            let digest = SHA256.hash(blob).hex
+            try FileManager.default.createDirectory(atPath: store + "/objects/" + digest.prefix(2), withIntermediateDirectories: true)
+            try Data(blob).write(to: URL(fileURLWithPath: store + "/objects/\(digest.prefix(2))/\(digest.dropFirst(2))"))
+            try Data((Self.exampleEvents.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: store + "/events.jsonl"))
+            try Data((try Self.block("example-blocks") + "\n").utf8).write(to: URL(fileURLWithPath: store + "/blocks.jsonl"))
+            try Data((try Self.block("example-head") + "\n").utf8).write(to: URL(fileURLWithPath: store + "/metadata/current_hash"))
+            let opened = try Store.open(store, mode: .readOnly)
+            #expect(opened.storeID == "3f1c2a9e-8b7d-4c21-9e5a-0d6b7c8e9f10")
+            #expect(opened.headSequence == 11)
+            #expect(opened.blocks.count == 1)
+            #expect(try opened.readLink(opened.stat("/etc/motd", at: 5)) == "issue")
+            #expect(String(decoding: try opened.read(opened.stat("/etc/issue")), as: UTF8.self) == "Welcome to \"edge-1\"\n\tcafé ☕\n")
+            let issue = try opened.stat("/etc/issue")
+            #expect(issue.mode == 0o444 && issue.uid == 0 && issue.gid == 4)
+            #expect(issue.mtime == Timestamp(canonical: "2026-01-01T00:00:00.000000000Z"))
+            #expect(try opened.read(opened.stat("/etc/key.bin")) == [0x00, 0xff])
+            #expect(try opened.read(opened.stat("/etc/big.txt")).count == 70000)
+            #expect(throws: LayerError.self) { try opened.stat("/etc/motd") }
+        }
+    }
+}
