@@ -46,6 +46,8 @@ public struct Provenance: Hashable, Sendable {
     }
 
     static func sanitize(_ name: String) -> String {
+        // Fast path: printable ASCII up to 64 bytes is kept as it is.
+        if name.utf8.count <= 64, name.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) { return name }
         var out = ""
         for scalar in name.unicodeScalars where scalar.value >= 0x20 && scalar.value != 0x7f {
             if out.utf8.count + String(scalar).utf8.count > 64 { break }

@@ -114,6 +114,42 @@ public enum EventCodec {
         return line.withUnsafeBytes { decode(line: $0, partial: &partial) }
     }
 
+    /// The index of a key in `keyOrder`, matched on bytes without making a String.
+    static func keyIndex(_ key: [UInt8]) -> Int? {
+        keyBytes.firstIndex(of: key)
+    }
+
+    private static let keyBytes: [[UInt8]] = keyOrder.map { Array($0.utf8) }
+
+    /// Which keys each operation requires and allows (docs/FORMAT.md §3), as bit masks over keyOrder.
+    enum Masks {
+        static func of(_ names: String...) -> UInt32 { names.reduce(0) { $0 | 1 << keyOrder.firstIndex(of: $1)! } }
+        static let always = of("seq", "time", "op", "uid", "gid", "pid", "proc", "prev", "hash")
+        static let content = of("text", "base64", "object")
+        static let genesis = of("store", "format")
+        static let pathModeSize = of("path", "mode", "size")
+        static let pathMode = of("path", "mode")
+        static let path = of("path")
+        static let pathTo = of("path", "to")
+        static let pathTarget = of("path", "target")
+        static let ownerGroup = of("owner", "group")
+        static let pathMtime = of("path", "mtime")
+
+        /// (required, optional) keys besides those every event has.
+        static func fields(_ op: Operation) -> (UInt32, UInt32) {
+            switch op {
+            case .genesis: return (genesis, 0)
+            case .write, .truncate: return (pathModeSize, content)
+            case .mkdir, .chmod: return (pathMode, 0)
+            case .rmdir, .unlink: return (path, 0)
+            case .rename: return (pathTo, 0)
+            case .symlink: return (pathTarget, 0)
+            case .chown: return (path, ownerGroup)
+            case .utimens: return (pathMtime, 0)
+            }
+        }
+    }
+
     /// Parses the JSON object and maps its fields onto an Event, checking which fields the
     /// operation requires and allows. Does not check canonical form or the hash.
     static func parseFields(_ line: UnsafeRawBufferPointer) -> Result<Event, LineProblem> {
@@ -122,7 +158,7 @@ public enum EventCodec {
         var mode: UInt32?, owner: UInt32?, group: UInt32?, mtime: Timestamp?, size: UInt64?
         var content: EventContent?, store: String?, format: String?
         var uid: UInt32?, gid: UInt32?, pid: Int32?, proc: String?, prev: Digest?, hash: Digest?
-        var seen = Set<String>()
+        var seen: UInt32 = 0  // bit i set: keyOrder[i] was present
 
         func fail(_ why: String) -> Result<Event, LineProblem> { .failure(.malformed(why)) }
 
@@ -130,42 +166,45 @@ public enum EventCodec {
         if p.peek() == UInt8(ascii: "}") { return fail("empty object") }
         while true {
             guard let keyBytes = p.string() else { return fail("bad key at byte \(p.index)") }
-            let key = String(decoding: keyBytes, as: UTF8.self)
+            guard let keyIndex = Self.keyIndex(keyBytes) else {
+                return fail("unknown key \"\(String(decoding: keyBytes.prefix(40), as: UTF8.self))\"")
+            }
+            let key = Self.keyOrder[keyIndex]
             guard p.expect(UInt8(ascii: ":")) else { return fail("missing ':' after \"\(key)\"") }
-            guard seen.insert(key).inserted else { return fail("duplicate key \"\(key)\"") }
-            switch key {
-            case "seq": guard let v = p.integer() else { return fail("bad seq") }; seq = v
-            case "time": guard let v = p.timestamp() else { return fail("bad time") }; time = v
-            case "op":
+            guard seen & (1 << keyIndex) == 0 else { return fail("duplicate key \"\(key)\"") }
+            seen |= 1 << keyIndex
+            switch keyIndex {
+            case 0: guard let v = p.integer() else { return fail("bad seq") }; seq = v
+            case 1: guard let v = p.timestamp() else { return fail("bad time") }; time = v
+            case 2:
                 guard let s = p.string(), let v = Operation(rawValue: String(decoding: s, as: UTF8.self))
                 else { return fail("unknown op") }
                 op = v
-            case "path": guard let v = p.text() else { return fail("bad path") }; path = v
-            case "to": guard let v = p.text() else { return fail("bad to") }; to = v
-            case "target": guard let v = p.text() else { return fail("bad target") }; target = v
-            case "mode": guard let v = p.mode() else { return fail("bad mode") }; mode = v
-            case "owner": guard let v = p.integer(), v <= UInt32.max else { return fail("bad owner") }; owner = UInt32(v)
-            case "group": guard let v = p.integer(), v <= UInt32.max else { return fail("bad group") }; group = UInt32(v)
-            case "mtime": guard let v = p.timestamp() else { return fail("bad mtime") }; mtime = v
-            case "size": guard let v = p.integer() else { return fail("bad size") }; size = v
-            case "text":
+            case 3: guard let v = p.text() else { return fail("bad path") }; path = v
+            case 4: guard let v = p.text() else { return fail("bad to") }; to = v
+            case 5: guard let v = p.text() else { return fail("bad target") }; target = v
+            case 6: guard let v = p.mode() else { return fail("bad mode") }; mode = v
+            case 7: guard let v = p.integer(), v <= UInt32.max else { return fail("bad owner") }; owner = UInt32(v)
+            case 8: guard let v = p.integer(), v <= UInt32.max else { return fail("bad group") }; group = UInt32(v)
+            case 9: guard let v = p.timestamp() else { return fail("bad mtime") }; mtime = v
+            case 10: guard let v = p.integer() else { return fail("bad size") }; size = v
+            case 11:
                 guard content == nil, let v = p.string() else { return fail("bad text") }
                 content = .inline(v)
-            case "base64":
+            case 12:
                 guard content == nil, let s = p.string(), let v = Base64.decode(s) else { return fail("bad base64") }
                 content = .inline(v)
-            case "object":
+            case 13:
                 guard content == nil, let v = p.digest() else { return fail("bad object") }
                 content = .object(v)
-            case "store": guard let v = p.text() else { return fail("bad store") }; store = v
-            case "format": guard let v = p.text() else { return fail("bad format") }; format = v
-            case "uid": guard let v = p.integer(), v <= UInt32.max else { return fail("bad uid") }; uid = UInt32(v)
-            case "gid": guard let v = p.integer(), v <= UInt32.max else { return fail("bad gid") }; gid = UInt32(v)
-            case "pid": guard let v = p.integer(), v <= Int32.max else { return fail("bad pid") }; pid = Int32(v)
-            case "proc": guard let v = p.text() else { return fail("bad proc") }; proc = v
-            case "prev": guard let v = p.digest() else { return fail("bad prev") }; prev = v
-            case "hash": guard let v = p.digest() else { return fail("bad hash") }; hash = v
-            default: return fail("unknown key \"\(key)\"")
+            case 14: guard let v = p.text() else { return fail("bad store") }; store = v
+            case 15: guard let v = p.text() else { return fail("bad format") }; format = v
+            case 16: guard let v = p.integer(), v <= UInt32.max else { return fail("bad uid") }; uid = UInt32(v)
+            case 17: guard let v = p.integer(), v <= UInt32.max else { return fail("bad gid") }; gid = UInt32(v)
+            case 18: guard let v = p.integer(), v <= Int32.max else { return fail("bad pid") }; pid = Int32(v)
+            case 19: guard let v = p.text() else { return fail("bad proc") }; proc = v
+            case 20: guard let v = p.digest() else { return fail("bad prev") }; prev = v
+            default: guard let v = p.digest() else { return fail("bad hash") }; hash = v
             }
             if p.expect(UInt8(ascii: ",")) { continue }
             guard p.expect(UInt8(ascii: "}")) else { return fail("expected ',' or '}' at byte \(p.index)") }
@@ -176,29 +215,16 @@ public enum EventCodec {
             return fail("missing one of seq, time, op, uid, gid, pid, proc, prev, hash")
         }
 
-        // Fields by operation (docs/FORMAT.md).
-        let present: Set<String> = seen.subtracting(["seq", "time", "op", "uid", "gid", "pid", "proc", "prev", "hash"])
-        let contentKeys: Set<String> = ["text", "base64", "object"]
-        let required: Set<String>
-        var optional: Set<String> = []
-        switch op {
-        case .genesis: required = ["store", "format"]
-        case .write, .truncate:
-            required = ["path", "mode", "size"]
-            guard present.intersection(contentKeys).count == 1 else { return fail("\(op.rawValue) needs one of text, base64, object") }
-            optional = contentKeys
-        case .mkdir, .chmod: required = ["path", "mode"]
-        case .rmdir, .unlink: required = ["path"]
-        case .rename: required = ["path", "to"]
-        case .symlink: required = ["path", "target"]
-        case .chown:
-            required = ["path"]
-            optional = ["owner", "group"]
-            guard owner != nil || group != nil else { return fail("chown needs owner or group") }
-        case .utimens: required = ["path", "mtime"]
+        // Fields by operation (docs/FORMAT.md §3), as bit masks over keyOrder.
+        let present = seen & ~Masks.always
+        let (required, optional) = Masks.fields(op)
+        if op == .write || op == .truncate, (present & Masks.content).nonzeroBitCount != 1 {
+            return fail("\(op.rawValue) needs one of text, base64, object")
         }
-        guard required.isSubset(of: present), present.subtracting(required).isSubset(of: optional) else {
-            return fail("fields \(present.sorted()) do not fit op \(op.rawValue)")
+        if op == .chown, owner == nil, group == nil { return fail("chown needs owner or group") }
+        guard present & required == required, present & ~required & ~optional == 0 else {
+            let names = Self.keyOrder.indices.filter { present & (1 << $0) != 0 }.map { Self.keyOrder[$0] }
+            return fail("fields \(names) do not fit op \(op.rawValue)")
         }
         if case .inline(let bytes)? = content, UInt64(bytes.count) != size {
             return fail("size \(size ?? 0) does not match the inline content (\(bytes.count) bytes)")
@@ -351,7 +377,7 @@ struct StrictJSONParser {
             if c == UInt8(ascii: "\"") {
                 out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart..<index]))
                 index += 1
-                guard String(validating: out, as: UTF8.self) != nil else { return nil }
+                guard out.allSatisfy({ $0 < 0x80 }) || String(validating: out, as: UTF8.self) != nil else { return nil }
                 return out
             }
             if c < 0x20 { return nil }
@@ -410,6 +436,7 @@ struct StrictJSONParser {
         return v
     }
 
+    /// A string value as a Swift String (the bytes were validated as UTF-8 by `string()`).
     mutating func text() -> String? {
         guard let b = string() else { return nil }
         return String(decoding: b, as: UTF8.self)
@@ -420,9 +447,28 @@ struct StrictJSONParser {
         return b.withUnsafeBytes { Timestamp(canonicalBytes: $0) }
     }
 
+    /// 64 lowercase hex digits, parsed in place (no escapes possible in a canonical digest).
     mutating func digest() -> Digest? {
-        guard let b = string(), b.count == 64 else { return nil }
-        return Digest(hex: String(decoding: b, as: UTF8.self))
+        guard index + 66 <= bytes.count, bytes[index] == UInt8(ascii: "\""), bytes[index + 65] == UInt8(ascii: "\"")
+        else { return nil }
+        var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        for i in 0..<64 {
+            let c = bytes[index + 1 + i]
+            let v: UInt64
+            switch c {
+            case 48...57: v = UInt64(c - 48)
+            case 97...102: v = UInt64(c - 87)
+            default: return nil
+            }
+            switch i / 16 {
+            case 0: words.0 = words.0 << 4 | v
+            case 1: words.1 = words.1 << 4 | v
+            case 2: words.2 = words.2 << 4 | v
+            default: words.3 = words.3 << 4 | v
+            }
+        }
+        index += 66
+        return Digest(w0: words.0, w1: words.1, w2: words.2, w3: words.3)
     }
 
     /// Four octal digits, e.g. "0644".

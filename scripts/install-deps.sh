@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages layerfs needs to build, test and run, when they are missing.
+# Used by scripts/demo.sh, scripts/test.sh and .ci/run. Safe to run again: it installs nothing
+# that is already there.
+set -euo pipefail
+
+packages=(
+  pkg-config      # finds the C libraries below
+  libssl-dev      # OpenSSL libcrypto: SHA-256 (and Ed25519)
+  libfuse3-dev    # libfuse 3 low-level API (the mount)
+  fuse3           # fusermount3, /etc/fuse.conf
+  libbtrfsutil-dev  # btrfs subvolumes and snapshots through the C API
+  btrfs-progs     # mkfs.btrfs for the loop-mounted btrfs in tests and the demo
+  util-linux      # losetup, mount
+  python3         # tools/verify-format.py, the independent format verifier
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "install-deps: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v swift >/dev/null 2>&1; then
+  echo "install-deps: Swift 6 is not on PATH. Install a Swift 6 toolchain for Linux first." >&2
+  exit 1
+fi

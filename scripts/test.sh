@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# One command: install what is missing, build, and run every test.
+#   - Swift tests (swift test): unit tests of LayerCore and integration tests that run the CLI and,
+#     as root, mount loop btrfs filesystems (each test unmounts and detaches what it made).
+#   - the independent format verifier's tests (tools/, Python standard library only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+
+echo "== building" >&2
+swift build --build-tests 2>&1 | tail -n 3
+
+echo "== tools/: independent verifier written from docs/FORMAT.md" >&2
+python3 -m unittest discover -s tools -p 'test_*.py'
+
+echo "== swift test" >&2
+set +e
+swift test --skip-build 2>&1 | tee .build/swift-test.log
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ]; then
+  echo "== failures:" >&2
+  grep -E '✘|error:' .build/swift-test.log | head -n 50 >&2 || true
+fi
+exit "$status"
