@@ -68,7 +68,7 @@ struct LogScanner {
                 return outcome
             case .failure(.nonCanonical):
                 outcome.damage = Damage(
-                    sequence: partial?.seq == expected ? expected : expected,
+                    sequence: expected,
                     message: "the line is not the canonical encoding of its own fields (edited by hand?)")
                 return outcome
             case .failure(.hashMismatch(let computed)):

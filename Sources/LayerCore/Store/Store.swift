@@ -55,6 +55,8 @@ public final class Store: @unchecked Sendable {
         /// Hashes of the events after the last sealed block, in order.
         var unsealed: [Digest]
         var sealScheduled = false
+        /// Set once by the first close(); commits still run until `closed`.
+        var closing = false
         var closed = false
     }
 
@@ -87,6 +89,11 @@ public final class Store: @unchecked Sendable {
                 throw LayerError(.alreadyExists, "directory is not empty (is it a store already?)", path: path)
             }
             subvolume = (try? Btrfs.isSubvolume(path)) ?? false
+            if !subvolume, (try? Btrfs.isBtrfs(path)) == true {
+                logger.warning(
+                    "\(path) is a plain directory on btrfs, not a subvolume: blocks will be logical only (no snapshots). Let `layerfs init` create the directory to get a subvolume.",
+                    metadata: ["store": "\(path)"])
+            }
         } else if (try? Btrfs.isBtrfs(parent)) == true {
             try Btrfs.createSubvolume(at: path)
             subvolume = true
@@ -147,7 +154,7 @@ public final class Store: @unchecked Sendable {
         // One writer per store.
         var lock: WriterLock?
         if mode == .readWrite {
-            lock = try WriterLock(path: Store.lockPath(path))
+            do throws(LayerError) { lock = try WriterLock(path: Store.lockPath(path)) } catch { throw error.inStore(path) }
         }
         let liveWriter = mode == .readOnly && WriterLock.isHeld(path: Store.lockPath(path))
         let uncleanShutdown = lock?.previousHolder != nil || (mode == .readOnly && !liveWriter && WriterLock.holder(path: Store.lockPath(path)) != nil)
@@ -244,7 +251,9 @@ public final class Store: @unchecked Sendable {
                 groupCommit = nil
             }
         } catch {
-            lock?.release(clean: false)
+            // A refused open leaves the shutdown state as it found it: after a clean close, an
+            // empty lock (else the next open would take the store for a crashed one).
+            lock?.release(clean: lock?.previousHolder == nil)
             throw error
         }
 
@@ -275,7 +284,8 @@ public final class Store: @unchecked Sendable {
     }
 
     static func damageError(_ damage: Damage, store: String) -> LayerError {
-        LayerError(.corrupt, damage.description, store: store, sequence: damage.sequence)
+        // LayerError's description already says "event N"; block damage names its block in the message.
+        LayerError(.corrupt, damage.sequence == nil ? damage.description : damage.message, store: store, sequence: damage.sequence)
     }
 
     static func readBlocks(_ path: String) throws(LayerError) -> [BlockHeader] {
@@ -394,11 +404,13 @@ public final class Store: @unchecked Sendable {
 
     /// Seals per policy, makes the head durable, and releases the writer lock. Idempotent.
     public func close() throws(LayerError) {
-        let wasClosed = state.withLock { s in
-            let was = s.closed
+        // Claim the close atomically: a concurrent close (or deinit) returns at once.
+        let wasClosing = state.withLock { s in
+            let was = s.closing
+            s.closing = true
             return was
         }
-        guard !wasClosed else { return }
+        guard !wasClosing else { return }
         timer?.cancel()
         var failure: LayerError?
         if accessMode == .readWrite {
@@ -700,11 +712,19 @@ public final class Store: @unchecked Sendable {
             s.sealScheduled = true
             return true
         }
-        if due { sealQueue.async { [weak self] in self?.sealInBackground() } }
+        if due { sealQueue.async { [weak self] in self?.sealForEventCount(every) } }
+    }
+
+    /// The event-count trigger. The flag is cleared only after the seal, so that commits made
+    /// while it runs (and still count the events it is sealing) do not schedule a second seal of
+    /// the few events that arrived meanwhile; if enough did, the next seal is scheduled here.
+    private func sealForEventCount(_ every: UInt64) {
+        if state.withLock({ UInt64($0.unsealed.count) >= every }) { sealInBackground() }
+        state.withLock { $0.sealScheduled = false }
+        maybeScheduleSeal()
     }
 
     private func sealInBackground() {
-        state.withLock { $0.sealScheduled = false }
         do throws(LayerError) { try seal() } catch {
             logger.error("background seal failed: \(error)", metadata: ["store": "\(path)"])
         }

@@ -1,2 +1,0 @@
-import LayerCore
-print(Timestamp.now())
