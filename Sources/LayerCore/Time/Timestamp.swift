@@ -165,5 +165,8 @@ extension Int64 {
         let q = self / d
         return (self % d != 0 && (self < 0) != (d < 0)) ? q - 1 : q
     }
-    func floorMod(_ d: Int64) -> Int64 { self - floorDiv(d) * d }
+    func floorMod(_ d: Int64) -> Int64 {
+        let r = self % d  // not self - floorDiv(d) * d: that product overflows near Int64.min
+        return (r != 0 && (r < 0) != (d < 0)) ? r + d : r
+    }
 }
