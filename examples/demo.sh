@@ -52,6 +52,7 @@ rm "$tree/ssh/sshd_config"
 mkdir -p "$tree/services"
 printf '[Service]\nExecStart=/usr/bin/haproxy -f /etc/haproxy.cfg\n' > "$tree/services/haproxy.service"
 run "$layerfs" import "$store" "$tree"
+after="$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)"
 
 step "4. History: the whole log, then one element"
 run "$layerfs" log "$store"
@@ -62,7 +63,7 @@ run "$layerfs" show "$store" --at "$before" /network/interfaces.d
 run "$layerfs" show "$store" --at "$before" /network/interfaces.d/eth0.conf
 echo "--- diff of eth0.conf, then -> now:"
 diff <("$layerfs" show "$store" --at "$before" /network/interfaces.d/eth0.conf) \
-     <("$layerfs" show "$store" --seq "$("$layerfs" status "$store" --head-seq)" /network/interfaces.d/eth0.conf) || true
+     <("$layerfs" show "$store" --at "$after" /network/interfaces.d/eth0.conf) || true
 
 step "6. Seal a block and look at the store"
 printf 'PermitRootLogin no\n' > "$tree/ssh/sshd_config"
@@ -75,7 +76,7 @@ run "$layerfs" verify "$store"
 
 step "8. Tamper with a copy: change one byte of one event, then verify again"
 cp -a "$store/." "$work/tampered"
-sed -i '3s/"mode":"0644"/"mode":"0666"/' "$work/tampered/events.jsonl"
+sed -i 's/mtu 1500/mtu 1501/' "$work/tampered/events.jsonl"  # event 5: the first eth0.conf
 set +e
 "$layerfs" verify "$work/tampered"
 status=$?
