@@ -2,43 +2,63 @@
 import Glibc
 #endif
 
-/// Group commit: many committers, one fdatasync.
+/// Group commit: many committers, one `write(2)` and one `fdatasync` per batch.
 ///
-/// Each committer appends its line (under the store's lock), calls `noteWritten(seq)`, releases
-/// the store lock, then calls `waitDurable(seq)`. The first waiter that finds no sync in progress
-/// becomes the leader: it syncs everything written so far, and every waiter whose line was
-/// written before that sync started returns together. Waiters block their thread on a condition
-/// variable; FUSE worker threads and CLI threads are plain threads, so this is the right tool.
+/// A committer builds its line under the store's lock and hands it to `enqueue`, which appends it
+/// to an in-memory buffer (so lines stay in sequence order) and returns a `Ticket`. The committer
+/// then leaves the store's lock and calls `waitDurable`. The first waiter that finds no flush in
+/// progress becomes the *leader*: it takes the whole buffer, writes it to the log with one
+/// `write(2)`, calls `fdatasync`, and wakes everyone whose line was in that batch. While a flush
+/// runs, new committers fill the next buffer, so with N writers a batch holds up to N−1 lines, and
+/// nothing writes to the log while it is being synced (writes during a sync slow the sync down).
 ///
-/// A failed sync poisons the log: the page cache can no longer be trusted to match the disk
-/// (the fsync-gate lesson), so that commit and every later one fail until the store is reopened
-/// and the log re-read from disk.
+/// Until a line is written, reads of it are served from memory (`pendingBytes`).
+///
+/// Failure: if the write or the sync fails, the leader cuts the batch's bytes off the log
+/// (`ftruncate` to where the batch began) and calls `rollback`, which rebuilds the store's state
+/// from the durable log. Every line of that batch and of the buffer behind it belongs to the failed
+/// *generation*: their committers get the error, nothing of theirs was acknowledged, and the next
+/// commit starts a new generation at the durable head. A sync that fails with an I/O error (not
+/// ENOSPC) also poisons the log, following the lesson of PostgreSQL's fsync failures: the disk is
+/// not trusted again until the store is reopened.
 final class GroupCommit: @unchecked Sendable {
-    // All fields below are protected by `mutex`.
+    struct Ticket: Sendable {
+        let seq: UInt64
+        let generation: UInt64
+    }
+
+    // Everything below is protected by `mutex`. Lock order: the store's state lock, then `mutex`.
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var written: UInt64 = 0
-    private var writtenHash: Digest = .zero
-    private var synced: UInt64 = 0
-    private var syncing = false
-    private var failure: LayerError?
-    /// Number of fdatasync calls made (for status and benchmarks).
-    private(set) var syncCount: UInt64 = 0
+    /// Lines enqueued but not yet taken by a leader, starting at file offset `bufferStart`.
+    private var buffer: [UInt8] = []
+    private var bufferStart: UInt64
+    private var bufferLast: (seq: UInt64, hash: Digest)?
+    /// The batch a leader is writing and syncing right now.
+    private var inFlight: (start: UInt64, bytes: [UInt8])?
+    private var durable: UInt64
+    private var flushing = false
+    private var generation: UInt64 = 0
+    private var failures: [UInt64: LayerError] = [:]
+    private var poison: LayerError?
+    private var syncs: UInt64 = 0
 
-    /// Makes the log durable. Called by the leader, outside the mutex.
-    private let sync: () throws(LayerError) -> Void
-    /// Called by the leader after a successful sync with the last durable event (may lag; cheap).
+    private let fd: Int32
+    private let path: String
+    /// Called by the leader after a successful sync with the last durable event (cheap; may lag).
     private let afterSync: (UInt64, Digest) -> Void
+    /// Called by the leader after a failed flush, once the log is cut back to its durable length.
+    /// Must rebuild the store's state from the log and call `restart`; runs under no lock of this
+    /// class. Set once, right after the store is initialized.
+    var rollback: (() -> Void)?
 
-    init(
-        initial: UInt64, sync: @escaping () throws(LayerError) -> Void,
-        afterSync: @escaping (UInt64, Digest) -> Void
-    ) {
+    init(fd: Int32, path: String, length: UInt64, durable: UInt64, afterSync: @escaping (UInt64, Digest) -> Void) {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(condition, nil)
-        written = initial
-        synced = initial
-        self.sync = sync
+        self.fd = fd
+        self.path = path
+        self.bufferStart = length
+        self.durable = durable
         self.afterSync = afterSync
     }
 
@@ -49,62 +69,139 @@ final class GroupCommit: @unchecked Sendable {
         condition.deallocate()
     }
 
-    /// Records that the line of event `seq` (with `hash`) has been written. Calls come in order.
-    func noteWritten(_ seq: UInt64, hash: Digest) {
+    private func locked<T>(_ body: () throws(LayerError) -> T) throws(LayerError) -> T {
         pthread_mutex_lock(mutex)
-        if seq > written {
-            written = seq
-            writtenHash = hash
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+
+    /// Appends the line of event `seq` (with `hash`) to the buffer. Calls come in sequence order,
+    /// under the store's lock. Throws if the log is poisoned.
+    func enqueue(_ line: [UInt8], seq: UInt64, hash: Digest) throws(LayerError) -> Ticket {
+        try locked { () throws(LayerError) -> Ticket in
+            if let poison { throw poison }
+            buffer.append(contentsOf: line)
+            bufferLast = (seq, hash)
+            return Ticket(seq: seq, generation: generation)
         }
-        pthread_mutex_unlock(mutex)
     }
 
-    /// The error that poisoned the log, if a sync failed.
-    var poisoned: LayerError? {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return failure
+    /// A ticket for an event that is already in the log (for seal and close).
+    func ticket(for seq: UInt64) -> Ticket {
+        (try? locked { Ticket(seq: seq, generation: generation) }) ?? Ticket(seq: seq, generation: 0)
     }
 
-    var stats: (synced: UInt64, syncs: UInt64) {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return (synced, syncCount)
+    /// The error that poisoned the log, if a sync failed with an I/O error.
+    var poisoned: LayerError? { try? locked { poison } }
+
+    var stats: (durable: UInt64, syncs: UInt64) { (try? locked { (durable, syncs) }) ?? (0, 0) }
+
+    /// The bytes at `offset..<offset+count` if they are still in memory (not yet written).
+    func pendingBytes(offset: UInt64, count: Int) -> [UInt8]? {
+        try? locked { () -> [UInt8]? in
+            for (start, bytes) in [inFlight, (bufferStart, buffer)].compactMap({ $0 }) where offset >= start {
+                let from = Int(offset - start)
+                guard from + count <= bytes.count else { continue }
+                return Array(bytes[from..<(from + count)])
+            }
+            return nil
+        }
     }
 
-    /// Returns once event `seq` is durable; throws if the sync that covers it failed.
-    func waitDurable(_ seq: UInt64) throws(LayerError) {
+    /// Returns once the ticket's event is durable; throws if the flush that covered it failed.
+    func waitDurable(_ ticket: Ticket) throws(LayerError) {
         pthread_mutex_lock(mutex)
         while true {
-            if synced >= seq {
+            if ticket.generation != generation {
+                let error = failures[ticket.generation] ?? LayerError(.io, "the commit was rolled back", errno: EIO)
+                pthread_mutex_unlock(mutex)
+                throw error
+            }
+            if durable >= ticket.seq {
                 pthread_mutex_unlock(mutex)
                 return
             }
-            if let failure {
+            if let poison {
                 pthread_mutex_unlock(mutex)
-                throw failure
+                throw poison
             }
-            if syncing {
+            if flushing {
+                // A leader is writing and syncing; our line is in its batch or in the next one.
                 pthread_cond_wait(condition, mutex)
                 continue
             }
-            // Become the leader for everything written so far.
-            syncing = true
-            let target = written
-            let targetHash = writtenHash
-            pthread_mutex_unlock(mutex)
-            var error: LayerError?
-            do { try sync() } catch let e { error = e }
-            if error == nil { afterSync(target, targetHash) }
-            pthread_mutex_lock(mutex)
-            syncing = false
-            syncCount += 1
-            if let error {
-                failure = error
-            } else if target > synced {
-                synced = target
+            guard !buffer.isEmpty else {
+                pthread_mutex_unlock(mutex)
+                preconditionFailure("event \(ticket.seq) is neither durable nor pending (durable: \(durable))")
             }
+            // Become the leader for everything enqueued so far.
+            flushing = true
+            let batch = buffer
+            let start = bufferStart
+            let last = bufferLast!
+            inFlight = (start, batch)
+            buffer = []
+            buffer.reserveCapacity(batch.count)
+            bufferStart = start + UInt64(batch.count)
+            pthread_mutex_unlock(mutex)
+
+            var failure: LayerError?
+            do throws(LayerError) {
+                try FileSystem.writeAll(fd, batch, path: path)
+                try FileSystem.dataSync(fd, path: path)
+            } catch {
+                failure = error
+            }
+            if let failure {
+                recover(from: failure, batchStart: start)
+            } else {
+                afterSync(last.seq, last.hash)
+            }
+
+            pthread_mutex_lock(mutex)
+            flushing = false
+            inFlight = nil
+            syncs += 1
+            if failure == nil, last.seq > durable { durable = last.seq }
             pthread_cond_broadcast(condition)
         }
+    }
+
+    /// After a failed write or sync: cut the log back, fail the generation, rebuild the state.
+    private func recover(from error: LayerError, batchStart: UInt64) {
+        let truncated: LayerError? = {
+            do throws(LayerError) {
+                try FileSystem.truncate(fd, to: batchStart, path: path)
+                return nil
+            } catch { return error }
+        }()
+        let retryable = error.code == .noSpace && truncated == nil
+        // The store rebuilds its state from the (now cut back) log; while it holds its own lock,
+        // it calls `restart` below, which ends the generation.
+        pendingFailure = (error, retryable ? nil : (truncated ?? error))
+        rollback?()
+        if pendingFailure != nil { restart(length: batchStart) }  // no rollback hook: still end the generation
+    }
+
+    /// Set by the leader during `recover`, consumed by `restart` (both on the leader's thread).
+    private var pendingFailure: (error: LayerError, poison: LayerError?)?
+
+    /// Called by the store's rollback while it holds the state lock: every enqueued line is
+    /// dropped, the waiters of the current generation fail, and a new generation starts at the
+    /// durable head (`length` bytes of log).
+    func restart(length: UInt64) {
+        pthread_mutex_lock(mutex)
+        if let pending = pendingFailure {
+            failures[generation] = pending.error
+            if let p = pending.poison { poison = p }
+        }
+        pendingFailure = nil
+        generation += 1
+        buffer = []
+        bufferLast = nil
+        bufferStart = length
+        inFlight = nil
+        pthread_cond_broadcast(condition)
+        pthread_mutex_unlock(mutex)
     }
 }

@@ -235,10 +235,9 @@ public final class Store: @unchecked Sendable {
                     index: scan.index, headHash: last.hash, logLength: outcome.validLength, blocks: blocks,
                     unsealed: scan.unsealed))
             if mode == .readWrite {
-                let logFD = self.logFD, headFD = self.headFD!, logPath = self.logPath
+                let headFD = self.headFD!
                 groupCommit = GroupCommit(
-                    initial: last.seq,
-                    sync: { () throws(LayerError) in try FileSystem.dataSync(logFD, path: logPath) },
+                    fd: logFD, path: logPath, length: outcome.validLength, durable: last.seq,
                     afterSync: { seq, hash in
                         let bytes = HeadFile.encode(seq: seq, hash: hash)
                         _ = bytes.withUnsafeBytes { pwrite(headFD, $0.baseAddress, $0.count, 0) }
@@ -269,6 +268,33 @@ public final class Store: @unchecked Sendable {
             timer.resume()
         }
         for note in openNotes { logger.warning("\(note)", metadata: ["store": "\(path)"]) }
+        groupCommit?.rollback = { [weak self] in self?.rollbackToDurableLog() }
+    }
+
+    /// After a failed append or sync (the group commit has cut the log back to its durable
+    /// length): rebuild the in-memory state from the log on disk, so that nothing that was not
+    /// durable stays visible, and start a new commit generation.
+    private func rollbackToDurableLog() {
+        state.withLock { s in
+            do throws(LayerError) {
+                let scan = try Store.scanLog(path: path, objects: objects, blocks: s.blocks, headSeq: nil, progress: nil)
+                if let damage = scan.outcome.damage { throw Store.damageError(damage, store: path) }
+                guard let last = scan.outcome.last else { throw LayerError(.corrupt, "the log is empty", store: path) }
+                if scan.outcome.tail != nil {
+                    try FileSystem.truncate(logFD, to: scan.outcome.validLength, path: logPath)
+                }
+                s.index = scan.index
+                s.headHash = last.hash
+                s.logLength = scan.outcome.validLength
+                s.unsealed = scan.unsealed
+                groupCommit?.restart(length: scan.outcome.validLength)
+                logger.warning("a commit failed; state rolled back to event \(last.seq)", metadata: ["store": "\(path)"])
+            } catch {
+                logger.critical("could not rebuild the state after a failed commit: \(error)", metadata: ["store": "\(path)"])
+                s.closed = true
+                groupCommit?.restart(length: s.logLength)
+            }
+        }
     }
 
     /// Opens read-write (the common case).
@@ -425,7 +451,7 @@ public final class Store: @unchecked Sendable {
         if accessMode == .readWrite, let groupCommit, let headFD {
             var clean = groupCommit.poisoned == nil
             do throws(LayerError) {
-                try groupCommit.waitDurable(head)
+                try groupCommit.waitDurable(groupCommit.ticket(for: head))
                 writeHead(seq: head, hash: hash)
                 try FileSystem.dataSync(headFD, path: Store.headPath(path))
             } catch {
@@ -452,10 +478,10 @@ public final class Store: @unchecked Sendable {
             throw LayerError(.io, "an earlier sync failed (\(poisoned.message)); reopen the store", store: path, errno: EIO)
         }
         do throws(LayerError) {
-            guard let seq = try append(change, by: who) else { return nil }
-            try groupCommit.waitDurable(seq)
+            guard let ticket = try append(change, by: who) else { return nil }
+            try groupCommit.waitDurable(ticket)
             maybeScheduleSeal()
-            return seq
+            return ticket.seq
         } catch {
             throw error.inStore(path)
         }
@@ -493,7 +519,7 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Builds, validates and writes the event under the state lock; returns its seq (nil: no-op).
-    private func append(_ change: Change, by who: Provenance) throws(LayerError) -> UInt64? {
+    private func append(_ change: Change, by who: Provenance) throws(LayerError) -> GroupCommit.Ticket? {
         // Content: large content goes to a blob first (outside the lock; blobs are idempotent).
         var newContent: [UInt8]?
         var blob: Digest?
@@ -522,7 +548,7 @@ public final class Store: @unchecked Sendable {
             blob = try objects.store(bytes)
         }
 
-        return try state.withLock { (s: inout State) throws(LayerError) -> UInt64? in
+        return try state.withLock { (s: inout State) throws(LayerError) -> GroupCommit.Ticket? in
             guard !s.closed else { throw LayerError(.io, "the store is closed", errno: EIO) }
             guard let head = s.index.head else { throw LayerError(.corrupt, "empty log") }
             let now = Timestamp.now()
@@ -557,21 +583,13 @@ public final class Store: @unchecked Sendable {
             }
             let plan = try s.index.plan(event)
             let line = EventCodec.seal(&event)
-            do throws(LayerError) {
-                try FileSystem.writeAll(logFD, line, path: logPath)
-            } catch {
-                // Undo a partial write so the log stays a sequence of whole lines.
-                do { try FileSystem.truncate(logFD, to: s.logLength, path: logPath) } catch {
-                    logger.critical("could not cut a failed append off the log: \(error)", metadata: ["store": "\(path)"])
-                }
-                throw error
-            }
+            // The line goes to the group commit's buffer; the batch's leader writes and syncs it.
+            let ticket = try groupCommit!.enqueue(line, seq: event.seq, hash: event.hash)
             s.index.apply(plan, seq: event.seq, time: event.time, offset: s.logLength)
             s.logLength += UInt64(line.count)
             s.headHash = event.hash
             s.unsealed.append(event.hash)
-            groupCommit!.noteWritten(event.seq, hash: event.hash)
-            return event.seq
+            return ticket
         }
     }
 
@@ -660,7 +678,13 @@ public final class Store: @unchecked Sendable {
     }
 
     private func decodeLine(seq: UInt64, offset: UInt64, length: Int) throws(LayerError) -> Event {
-        let line = try FileSystem.preadAll(logFD, count: length, offset: offset, path: logPath)
+        // A line still in the group commit's buffer is read from memory.
+        let line: [UInt8]
+        if let pending = groupCommit?.pendingBytes(offset: offset, count: length) {
+            line = pending
+        } else {
+            line = try FileSystem.preadAll(logFD, count: length, offset: offset, path: logPath)
+        }
         switch EventCodec.decode(line: line) {
         case .success(let e) where e.seq == seq: return e
         case .success(let e):
@@ -740,15 +764,15 @@ public final class Store: @unchecked Sendable {
             throw LayerError(.readOnly, "the store is open read-only", store: path)
         }
         return try sealLock.withLock { _ throws(LayerError) -> BlockHeader? in
-            let pending = state.withLock { s -> (hashes: [Digest], first: UInt64, previous: BlockHeader?, lastTime: Timestamp)? in
+            let pending = state.withLock { s -> (hashes: [Digest], first: UInt64, previous: BlockHeader?, lastTime: Timestamp, ticket: GroupCommit.Ticket)? in
                 guard !s.unsealed.isEmpty, let head = s.index.head else { return nil }
                 let first = s.blocks.last.map { $0.last + 1 } ?? 0
-                return (s.unsealed, first, s.blocks.last, s.index.time(of: head))
+                return (s.unsealed, first, s.blocks.last, s.index.time(of: head), groupCommit.ticket(for: head))
             }
             guard let pending else { return nil }
             let last = pending.first + UInt64(pending.hashes.count) - 1
             // A block may only name durable events.
-            try groupCommit.waitDurable(last)
+            try groupCommit.waitDurable(pending.ticket)
             var time = Timestamp.now()
             if time < pending.lastTime { time = pending.lastTime }
             if let previous = pending.previous, time < previous.time { time = previous.time }
