@@ -82,6 +82,7 @@ import Testing
         #expect(header.merkleRoot == MerkleTree.root(hashes))
         #expect(header.first == 0 && header.last == 11 && header.number == 1)
         #expect(Self.document.contains(".snapshots/\(header.snapshotName)`"))
+        #expect(try Self.block("example-block-head") == header.hash.hex + " 00000000000000000001")
     }
 
     /// The example is a whole store: write it to disk with its blob and open it.
@@ -96,6 +97,7 @@ import Testing
             try Data((Self.exampleEvents.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: store + "/events.jsonl"))
             try Data((try Self.block("example-blocks") + "\n").utf8).write(to: URL(fileURLWithPath: store + "/blocks.jsonl"))
             try Data((try Self.block("example-head") + "\n").utf8).write(to: URL(fileURLWithPath: store + "/metadata/current_hash"))
+            try Data((try Self.block("example-block-head") + "\n").utf8).write(to: URL(fileURLWithPath: store + "/metadata/current_block"))
             let opened = try Store.open(store, mode: .readOnly)
             #expect(opened.storeID == "3f1c2a9e-8b7d-4c21-9e5a-0d6b7c8e9f10")
             #expect(opened.headSequence == 11)

@@ -67,6 +67,7 @@ public final class Store: @unchecked Sendable {
     public static func eventsPath(_ store: String) -> String { store + "/events.jsonl" }
     static func blocksPath(_ store: String) -> String { store + "/blocks.jsonl" }
     static func headPath(_ store: String) -> String { store + "/metadata/current_hash" }
+    static func blockHeadPath(_ store: String) -> String { store + "/metadata/current_block" }
     static func lockPath(_ store: String) -> String { store + "/metadata/writer.lock" }
     static func recoveredPath(_ store: String) -> String { store + "/metadata/recovered" }
     public static func snapshotsPath(_ store: String) -> String { store + "/.snapshots" }
@@ -163,7 +164,7 @@ public final class Store: @unchecked Sendable {
             // The head is read before the log, so that a live writer can only have moved it forward.
             let headBytes = try? FileSystem.readFile(Store.headPath(path))
             let head = headBytes.flatMap(HeadFile.decode)
-            let blocks = try Store.readBlocks(path)
+            let (blocks, blocksTail) = try Store.readBlocks(path)
 
             let scan = try Store.scanLog(path: path, objects: objects, blocks: blocks, headSeq: head?.seq, progress: options.progress)
             var notes: [String] = []
@@ -173,9 +174,9 @@ public final class Store: @unchecked Sendable {
                 throw LayerError(.corrupt, "event 0: the log holds no valid genesis event", store: path, sequence: 0)
             }
             // Blocks must lie within the log.
-            if let lastBlock = blocks.last, lastBlock.last > last.seq {
+            if let beyond = blocks.first(where: { $0.last > last.seq }) {
                 throw LayerError(
-                    .corrupt, "block \(lastBlock.number) seals events up to \(lastBlock.last) but the log ends at event \(last.seq)",
+                    .corrupt, "event \(last.seq + 1) is missing: block \(beyond.number) seals events up to \(beyond.last) but the log ends at event \(last.seq)",
                     store: path, sequence: last.seq + 1)
             }
             // The head.
@@ -212,6 +213,17 @@ public final class Store: @unchecked Sendable {
                     outcome.tail = nil
                 } else if !liveWriter {
                     notes.append("\(count) byte(s) after event \(last.seq) are a torn or garbage tail; the next writer moves them aside")
+                }
+            }
+            // The block head, metadata/current_block, names the last sealed block (FORMAT.md §8.5).
+            try Store.checkBlockHead(path: path, blocks: blocks, tolerateLag: uncleanShutdown || liveWriter)
+            // A torn block header (crash while sealing; never acknowledged): the same treatment.
+            if let blocksTail {
+                if mode == .readWrite {
+                    let saved = try Store.moveTailAside(path: path, logPath: Store.blocksPath(path), tail: blocksTail, name: "blocks-tail")
+                    notes.append("moved a torn block header of \(blocksTail.upperBound - blocksTail.lowerBound) byte(s) aside to \(saved)")
+                } else {
+                    notes.append("blocks.jsonl ends in a torn block header; the next writer moves it aside")
                 }
             }
             if let previous = lock?.previousHolder { notes.append("the previous writer did not close cleanly (\(previous))") }
@@ -314,9 +326,36 @@ public final class Store: @unchecked Sendable {
         LayerError(.corrupt, damage.sequence == nil ? damage.description : damage.message, store: store, sequence: damage.sequence)
     }
 
-    static func readBlocks(_ path: String) throws(LayerError) -> [BlockHeader] {
+    /// `metadata/current_block` (same layout as the head file: hash, space, 20-digit block number,
+    /// LF) names the last block whose header is durable. It catches a deleted last block, which
+    /// would otherwise look like a torn header. Absent until the first seal.
+    static func checkBlockHead(path: String, blocks: [BlockHeader], tolerateLag: Bool) throws(LayerError) {
+        let file = blockHeadPath(path)
+        guard FileSystem.exists(file) else {
+            if let first = blocks.first, !tolerateLag {
+                throw LayerError(.corrupt, "block \(first.number): metadata/current_block is missing but blocks.jsonl holds \(blocks.count) block(s)", store: path)
+            }
+            return
+        }
+        guard let named = (try? FileSystem.readFile(file)).flatMap(HeadFile.decode) else {
+            throw LayerError(.corrupt, "block \(blocks.count): metadata/current_block is unreadable", store: path)
+        }
+        let number = named.seq
+        if number == 0 || number > UInt64(blocks.count) {
+            throw LayerError(.corrupt, "block \(blocks.count + 1): missing: metadata/current_block names block \(number) but blocks.jsonl ends at block \(blocks.count)", store: path)
+        }
+        if blocks[Int(number) - 1].hash != named.hash {
+            throw LayerError(.corrupt, "block \(number): hash does not match metadata/current_block", store: path)
+        }
+        if number < UInt64(blocks.count) && !tolerateLag {
+            throw LayerError(.corrupt, "block \(number + 1): blocks \(number + 1)...\(blocks.count) follow metadata/current_block after a clean close (appended by hand?)", store: path)
+        }
+    }
+
+    /// The block headers, checked as a chain, and the range of a torn last line (no LF), if any.
+    static func readBlocks(_ path: String) throws(LayerError) -> ([BlockHeader], tail: Range<UInt64>?) {
         let file = blocksPath(path)
-        guard FileSystem.exists(file) else { return [] }
+        guard FileSystem.exists(file) else { return ([], nil) }
         let bytes = try FileSystem.readFile(file)
         var blocks: [BlockHeader] = []
         var previous = Digest.zero
@@ -339,9 +378,10 @@ public final class Store: @unchecked Sendable {
             }
         }
         if let last = bytes.last, last != UInt8(ascii: "\n") {
-            throw LayerError(.corrupt, "block \(blocks.count + 1): blocks.jsonl ends in an incomplete line", store: path)
+            let start = (bytes.lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
+            return (blocks, UInt64(start)..<UInt64(bytes.count))
         }
-        return blocks
+        return (blocks, nil)
     }
 
     struct ScanResult {
@@ -406,13 +446,13 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Copies a torn tail into metadata/recovered/ (durably), then cuts it off the log.
-    static func moveTailAside(path: String, logPath: String, tail: Range<UInt64>) throws(LayerError) -> String {
+    static func moveTailAside(path: String, logPath: String, tail: Range<UInt64>, name prefix: String = "events-tail") throws(LayerError) -> String {
         let fd = try FileSystem.open(logPath, O_RDWR)
         defer { FileSystem.close(fd) }
         let bytes = try FileSystem.preadAll(fd, count: Int(tail.upperBound - tail.lowerBound), offset: tail.lowerBound, path: logPath)
         let directory = recoveredPath(path)
         try FileSystem.makeDirectory(directory)
-        let name = "\(directory)/events-tail-\(Timestamp.now().canonical)-at-byte-\(tail.lowerBound).bin"
+        let name = "\(directory)/\(prefix)-\(Timestamp.now().canonical)-at-byte-\(tail.lowerBound).bin"
         try FileSystem.writeFileAtomically(name, bytes, durable: true)
         try FileSystem.syncDirectory(path + "/metadata")
         try FileSystem.truncate(fd, to: tail.lowerBound, path: logPath)
@@ -787,6 +827,12 @@ public final class Store: @unchecked Sendable {
                 try FileSystem.dataSync(blocksFD, path: blocksPath)
             } catch {
                 try? FileSystem.truncate(blocksFD, to: before, path: blocksPath)
+                throw error.inStore(path)
+            }
+            // The block head: only after the header is durable, so it never names a torn header.
+            do throws(LayerError) {
+                try FileSystem.writeFileAtomically(Store.blockHeadPath(path), HeadFile.encode(seq: header.number, hash: header.hash), durable: true)
+            } catch {
                 throw error.inStore(path)
             }
             state.withLock { s in
