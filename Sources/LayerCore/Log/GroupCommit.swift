@@ -30,6 +30,10 @@ final class GroupCommit: @unchecked Sendable {
     // Everything below is protected by `mutex`. Lock order: the store's state lock, then `mutex`.
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    /// Signalled when the last committer in progress has enqueued (or given up).
+    private let arrivals = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    /// Committers that have started a commit but not yet enqueued their line.
+    private var arriving = 0
     /// Lines enqueued but not yet taken by a leader, starting at file offset `bufferStart`.
     private var buffer: [UInt8] = []
     private var bufferStart: UInt64
@@ -43,6 +47,9 @@ final class GroupCommit: @unchecked Sendable {
     private var poison: LayerError?
     private var syncs: UInt64 = 0
 
+    /// How long a leader waits for committers already in progress before it flushes.
+    static let gatherMicroseconds = 100
+
     private let fd: Int32
     private let path: String
     /// Called by the leader after a successful sync with the last durable event (cheap; may lag).
@@ -55,6 +62,7 @@ final class GroupCommit: @unchecked Sendable {
     init(fd: Int32, path: String, length: UInt64, durable: UInt64, afterSync: @escaping (UInt64, Digest) -> Void) {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(condition, nil)
+        pthread_cond_init(arrivals, nil)
         self.fd = fd
         self.path = path
         self.bufferStart = length
@@ -64,9 +72,11 @@ final class GroupCommit: @unchecked Sendable {
 
     deinit {
         pthread_cond_destroy(condition)
+        pthread_cond_destroy(arrivals)
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
         condition.deallocate()
+        arrivals.deallocate()
     }
 
     private func locked<T>(_ body: () throws(LayerError) -> T) throws(LayerError) -> T {
@@ -75,11 +85,29 @@ final class GroupCommit: @unchecked Sendable {
         return try body()
     }
 
+    /// A committer starts: a leader about to flush waits (briefly) for it to enqueue, so that one
+    /// sync covers it too. Every `arrive` is followed by exactly one `enqueue` or `depart`.
+    func arrive() {
+        pthread_mutex_lock(mutex)
+        arriving += 1
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// A committer that arrived gives up without enqueueing (invalid change, no-op, error).
+    func depart() {
+        pthread_mutex_lock(mutex)
+        arriving -= 1
+        if arriving == 0 { pthread_cond_signal(arrivals) }
+        pthread_mutex_unlock(mutex)
+    }
+
     /// Appends the line of event `seq` (with `hash`) to the buffer. Calls come in sequence order,
-    /// under the store's lock. Throws if the log is poisoned.
+    /// under the store's lock, each after an `arrive`. Throws if the log is poisoned.
     func enqueue(_ line: [UInt8], seq: UInt64, hash: Digest) throws(LayerError) -> Ticket {
         try locked { () throws(LayerError) -> Ticket in
-            if let poison { throw poison }
+            if let poison { throw poison }  // the caller then departs
+            arriving -= 1
+            if arriving == 0 { pthread_cond_signal(arrivals) }
             buffer.append(contentsOf: line)
             bufferLast = (seq, hash)
             return Ticket(seq: seq, generation: generation)
@@ -134,8 +162,21 @@ final class GroupCommit: @unchecked Sendable {
                 pthread_mutex_unlock(mutex)
                 preconditionFailure("event \(ticket.seq) is neither durable nor pending (durable: \(durable))")
             }
-            // Become the leader for everything enqueued so far.
+            // Become the leader. Committers already in progress take microseconds to enqueue, a
+            // sync takes hundreds: wait up to `gatherMicroseconds` for them to join this batch.
             flushing = true
+            if arriving > 0 {
+                var deadline = timespec()
+                clock_gettime(CLOCK_REALTIME, &deadline)
+                deadline.tv_nsec += Self.gatherMicroseconds * 1000
+                if deadline.tv_nsec >= 1_000_000_000 {
+                    deadline.tv_sec += 1
+                    deadline.tv_nsec -= 1_000_000_000
+                }
+                while arriving > 0 {
+                    if pthread_cond_timedwait(arrivals, mutex, &deadline) == ETIMEDOUT { break }
+                }
+            }
             let batch = buffer
             let start = bufferStart
             let last = bufferLast!

@@ -7,6 +7,7 @@ public enum StorePath {
     /// Makes a user-typed path canonical: a leading `/` is added, repeated and trailing slashes
     /// are dropped. `.` and `..` components, NUL bytes and over-long names are rejected.
     public static func normalize(_ raw: String) throws(LayerError) -> String {
+        if isAlreadyCanonical(raw) { return raw }
         var components: [Substring] = []
         for component in raw.split(separator: "/", omittingEmptySubsequences: true) {
             try checkName(component, path: raw)
@@ -17,6 +18,32 @@ public enum StorePath {
             throw LayerError(.nameTooLong, "path is longer than \(pathMax) bytes", path: String(raw.prefix(64)) + "…")
         }
         return path
+    }
+
+    /// One pass over the bytes, no allocation: true when `normalize` would return the path as is.
+    /// The common case on every commit and every lookup.
+    static func isAlreadyCanonical(_ path: String) -> Bool {
+        let bytes = path.utf8
+        guard bytes.count <= pathMax, bytes.first == UInt8(ascii: "/") else { return false }
+        if bytes.count == 1 { return true }
+        var componentLength = 0
+        var componentStart = true
+        var dots = 0
+        for b in bytes.dropFirst() {
+            if b == UInt8(ascii: "/") {
+                if componentLength == 0 || (componentLength == dots && dots <= 2) { return false }
+                componentLength = 0
+                dots = 0
+                componentStart = true
+                continue
+            }
+            if b == 0 { return false }
+            componentLength += 1
+            if componentLength > nameMax { return false }
+            if b == UInt8(ascii: ".") && (componentStart || dots == componentLength - 1) { dots += 1 }
+            componentStart = false
+        }
+        return componentLength > 0 && !(componentLength == dots && dots <= 2)
     }
 
     /// Checks one path component (a directory entry name).

@@ -517,8 +517,17 @@ public final class Store: @unchecked Sendable {
         if let poisoned = groupCommit.poisoned {
             throw LayerError(.io, "an earlier sync failed (\(poisoned.message)); reopen the store", store: path, errno: EIO)
         }
+        groupCommit.arrive()
         do throws(LayerError) {
-            guard let ticket = try append(change, by: who) else { return nil }
+            let appended: GroupCommit.Ticket?
+            do throws(LayerError) { appended = try append(change, by: who) } catch {
+                groupCommit.depart()
+                throw error
+            }
+            guard let ticket = appended else {
+                groupCommit.depart()
+                return nil
+            }
             try groupCommit.waitDurable(ticket)
             maybeScheduleSeal()
             return ticket.seq
