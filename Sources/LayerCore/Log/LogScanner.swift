@@ -17,7 +17,9 @@ public struct Damage: Error, Sendable, CustomStringConvertible {
 
 /// Reads `events.jsonl` front to back, checking each line (canonical form, hash, sequence,
 /// chain, time order) and handing good events to a visitor, which may reject them too (an event
-/// that is not a valid change, a bad blob, a block whose root does not match).
+/// that is not a valid change, a bad blob, a block whose root does not match). Inline content is
+/// fully checked but not handed over: the visitor's events carry `.inline([])` (their `size` is
+/// right); `.object` content is handed over as it is.
 ///
 /// At the end of the valid lines, the scan classifies what remains:
 /// - nothing: a clean log;
@@ -46,6 +48,8 @@ struct LogScanner {
         var previousHash = Digest.zero
         var previousTime = Int64.min
         let size = bytes.count
+        // Inline content is checked but not copied out: the visitor needs only `size`.
+        let decoder = CanonicalLineDecoder(inline: .validateOnly)
 
         while offset < size {
             guard let newline = indexOfNewline(bytes, from: offset) else {
@@ -54,7 +58,7 @@ struct LogScanner {
             }
             let line = UnsafeRawBufferPointer(rebasing: bytes[offset..<newline])
             var partial: Event?
-            let result = EventCodec.decode(line: line, partial: &partial)
+            let result = decoder.decode(line: line, partial: &partial)
             let event: Event
             switch result {
             case .failure(.malformed(let why)):
