@@ -227,8 +227,34 @@ import Testing
                     out.append(i % 97 == 96 ? UInt8(ascii: "\n") : UInt8(truncatingIfNeeded: state >> 33))
                 }
                 return out
-            case .jsonNotAnEvent: return Array(#"{"hello":"world","n":[1,2,3]}"#.utf8) + [10] + Array(#"{"seq":"5"}"#.utf8) + [10]
+            // JSON objects that do not begin like an event line, `{"seq":` (FORMAT.md §10).
+            case .jsonNotAnEvent: return Array(#"{"hello":"world","n":[1,2,3]}"#.utf8) + [10] + Array(#"{"op":"write","seq":5}"#.utf8) + [10]
             }
+        }
+    }
+
+    /// FORMAT.md §10: a complete line that begins like an event line is damage, never a tail,
+    /// even after the last event; an incomplete one is a tail whatever it holds.
+    @Test(arguments: [#"{"seq":"5"}"#, #"{"seq":5,"bogus":true}"#, #"{"seq":99}"#])
+    func completeLineThatLooksLikeAnEventIsDamage(_ appended: String) throws {
+        try withTemporaryDirectory { dir in
+            let path = dir + "/store"
+            try Store.create(at: path, by: tester)
+            let store = try Store.open(path, options: .init(sealPolicy: .manual))
+            for i in 1...4 { try store.put("/f\(i)", "\(i)\n") }
+            try store.close()
+            let log = path + "/events.jsonl"
+            let before = try fileBytes(log)
+            try setFileBytes(log, before + Array((appended + "\n").utf8))
+            let error = try #require(throws: LayerError.self) { try Store.open(path, options: .init(sealPolicy: .manual)) }
+            #expect(error.code == .corrupt)
+            #expect(error.sequence == 5)
+            #expect(try fileBytes(log) == before + Array((appended + "\n").utf8), "a refused open changed the log")
+            // Without its newline the same bytes are a torn append: moved aside.
+            try setFileBytes(log, before + Array(appended.utf8))
+            let reopened = try Store.open(path, options: .init(sealPolicy: .manual))
+            #expect(reopened.headSequence == 4)
+            #expect(try fileBytes(log) == before)
         }
     }
 

@@ -24,9 +24,10 @@ public struct Damage: Error, Sendable, CustomStringConvertible {
 /// At the end of the valid lines, the scan classifies what remains:
 /// - nothing: a clean log;
 /// - a *tail*: bytes after the last newline (a torn append), or complete lines none of which
-///   parses as an event (garbage, NUL fill after a crash). The writer moves a tail aside;
-/// - *damage*: a line that is an event but fails a check, or an unreadable line followed by a
-///   well-formed event (something in the middle was changed). Named by sequence number.
+///   begins like an event line, `{"seq":` (garbage, NUL fill after a crash). The writer moves a
+///   tail aside;
+/// - *damage*: a line that begins like an event but fails a check, or any bad line followed by
+///   one that begins like an event (something in the middle was changed). Named by sequence number.
 struct LogScanner {
     struct Outcome {
         /// Number of bytes of good, newline-terminated lines.
@@ -62,10 +63,14 @@ struct LogScanner {
             let event: Event
             switch result {
             case .failure(.malformed(let why)):
-                if containsEvent(bytes, from: newline + 1) {
+                // FORMAT.md §10: a complete line that begins like an event line is never a tail.
+                if looksLikeEvent(line) {
+                    outcome.damage = Damage(
+                        sequence: expected, message: "line \(expected + 1) (byte \(offset)) is not a valid event (\(why))")
+                } else if containsEventLine(bytes, from: newline + 1) {
                     outcome.damage = Damage(
                         sequence: expected,
-                        message: "line \(expected + 1) (byte \(offset)) is not a valid event (\(why)), and valid events follow it")
+                        message: "line \(expected + 1) (byte \(offset)) is not a valid event (\(why)), and event lines follow it")
                 } else {
                     outcome.tail = UInt64(offset)..<UInt64(size)
                 }
@@ -124,12 +129,18 @@ struct LogScanner {
         return start + (UnsafeRawPointer(hit) - base)
     }
 
-    /// Whether any complete line from `start` on parses as an event (ignoring hashes).
-    private static func containsEvent(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Bool {
+    /// The 7 bytes every event line begins with (FORMAT.md §10).
+    private static let eventLinePrefix: [UInt8] = Array(#"{"seq":"#.utf8)
+
+    static func looksLikeEvent(_ line: UnsafeRawBufferPointer) -> Bool {
+        line.count >= eventLinePrefix.count && line.prefix(eventLinePrefix.count).elementsEqual(eventLinePrefix)
+    }
+
+    /// Whether any complete line from `start` on begins like an event line.
+    private static func containsEventLine(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Bool {
         var offset = start
         while offset < bytes.count, let newline = indexOfNewline(bytes, from: offset) {
-            let line = UnsafeRawBufferPointer(rebasing: bytes[offset..<newline])
-            if case .success = EventCodec.parseFields(line) { return true }
+            if looksLikeEvent(UnsafeRawBufferPointer(rebasing: bytes[offset..<newline])) { return true }
             offset = newline + 1
         }
         return false
