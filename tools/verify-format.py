@@ -9,16 +9,23 @@ Checks, as FORMAT.md specifies:
   * events.jsonl   (§2-§6): every line's canonical encoding (re-built from the
                    parsed values and compared byte for byte), hash, seq, prev
                    chain, time order, fields per operation, content rules
-                   (text/base64 choice, size, blobs in objects/), and the
-                   validity of every change by replaying the tree (§3.1);
+                   (text/base64 choice, canonical base64, size, blobs in
+                   objects/), and the validity of every change by replaying
+                   the tree (§3.1);
   * the head       (§7): metadata/current_hash, with the clean/unclean rule of §9;
   * blocks.jsonl   (§8): canonical form, hash, chain, ranges, Merkle roots, times;
-  * torn tails     (§10): reported as a tail, not as damage.
+  * the block head (§8.5): metadata/current_block, clean/unclean as for the head;
+  * torn tails     (§10, §8.6): reported as a tail, not as damage, when the
+                   byte-precise rule of §10 (events) or §8.6 (blocks) allows it.
+
+Which event a problem is reported at follows the table of §6.  Snapshots (§8.4)
+and the sealing policy (§8.3) are outside the format and not checked.
 
 Output: `OK: N events, M blocks, head <hash>` (exit 0), or
 `FAILED: event S: <reason>` / `FAILED: block B: <reason>` naming the first bad
-event / block (exit 1).  A torn tail adds `TAIL: N bytes after event S`.
-Exit 2 on usage errors or when STORE has no events.jsonl.
+event / block (exit 1; when both fail, the event line comes first).  A torn tail
+adds `TAIL: N bytes after event S`, a torn block header `BLOCK TAIL: N bytes
+after block B`.  Exit 2 on usage errors or when STORE has no events.jsonl.
 """
 
 import argparse
@@ -37,7 +44,6 @@ ZERO_HASH = "0" * 64
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
 PID_MAX = 2**31 - 1
-INLINE_MAX = 65536
 
 EVENT_KEYS = ["seq", "time", "op", "path", "to", "target", "mode", "owner", "group",
               "mtime", "size", "text", "base64", "object", "store", "format",
@@ -313,7 +319,10 @@ def is_text(data):
 
 
 def content_bytes(ev):
-    """Inline content of a write/truncate as bytes (checks §4 rules 2/3 and size)."""
+    """Inline content of a write/truncate as bytes (checks §4 rules 2/3, canonical base64, size).
+
+    §4: inline content is accepted at any size (writers use `object` above 65536 bytes,
+    but the event hash covers the inline content either way)."""
     size = ev["size"]
     if "text" in ev:
         t = ev["text"]
@@ -337,8 +346,6 @@ def content_bytes(ev):
             raise Bad("base64 content is UTF-8 text without NUL (must be text)")
     if len(data) != size:
         raise Bad("content is %d bytes, size says %d" % (len(data), size))
-    if len(data) > INLINE_MAX:
-        raise Bad("inline content of %d bytes exceeds 65536 (must be an object)" % len(data))
     return data
 
 
@@ -558,19 +565,7 @@ def split_lines(data):
     return lines, data[pos:]
 
 
-def looks_like_event(raw):
-    """§10: does a complete line parse as an event of §2-§3, ignoring hashes?
-
-    Interpretation (FORMAT.md leaves this open): strict UTF-8 JSON object that passes
-    the field checks of §2.1-§3 (keys, types, value formats, fields per op);
-    not checked: canonical bytes, hash, prev, seq = line index, time order, tree.
-    """
-    try:
-        ev = parse_json_line(raw)
-        check_event_fields(ev)
-        return True
-    except Bad:
-        return False
+EVENT_PREFIX = b'{"seq":'      # §10: what every event line begins with (7 bytes)
 
 
 # --------------------------------------------------------------------------- verification
@@ -581,12 +576,13 @@ class Result:
         self.event_reason = None
         self.first_bad_block = None
         self.block_reason = None
-        self.head_reason = None       # head file missing/malformed (names no event)
-        self.events = 0
-        self.blocks = 0
-        self.tail_bytes = 0
+        self.events = 0               # valid events (lines 0 .. events-1)
+        self.blocks = 0               # valid block headers (blocks 1 .. blocks)
+        self.tail_bytes = 0           # events.jsonl: bytes of an accepted torn tail (§10)
         self.tail_after = None
+        self.block_tail_bytes = 0     # blocks.jsonl: bytes of a torn header (§8.6)
         self.head = None
+        self.block_head = None
         self.notes = []
 
     def fail_event(self, seq, reason):
@@ -594,228 +590,301 @@ class Result:
             self.first_bad_event = seq
             self.event_reason = reason
 
+    def fail_block(self, bno, reason):
+        if self.first_bad_block is None or bno < self.first_bad_block:
+            self.first_bad_block = bno
+            self.block_reason = reason
+
     @property
     def ok(self):
         return self.first_bad_event is None and self.first_bad_block is None
 
 
+class Unreadable(Exception):
+    """A file exists but cannot be read (a directory, no permission, an I/O error)."""
+
+
 def read_file(path):
+    """The file's bytes; None if it does not exist; raises Unreadable if it cannot be read."""
     try:
         with open(path, "rb") as f:
             return f.read()
     except FileNotFoundError:
         return None
+    except OSError as e:
+        raise Unreadable(e.strerror or str(e))
+
+
+def read_meta(path):
+    """(bytes or None, error or None) for a metadata file."""
+    try:
+        return read_file(path), None
+    except Unreadable as e:
+        return None, str(e)
+
+
+def parse_head(data, name):
+    """§7/§8.5 layout: 64 lowercase hex, space, 20 decimal digits, LF (86 bytes).
+    Returns (hash, number) or raises Bad."""
+    m = HEAD_RE.match(data)
+    if len(data) != 86 or not m:
+        raise Bad("%s is malformed (want 64 lowercase hex, a space, 20 digits, LF: 86 bytes)" % name)
+    return m.group(1).decode("ascii"), int(m.group(2))
+
+
+class EventChecker:
+    """Checks events.jsonl line by line, in order (§2-§6, §3.1, §4)."""
+
+    def __init__(self, store):
+        self.tree = Tree()
+        self.blobs = Blobs(store)
+        self.prev_hash = ZERO_HASH
+        self.prev_time = None
+        self.hashes = []          # hash of each valid event
+        self.times = []           # time of each valid event
+
+    def check(self, i, raw):
+        """Line i (bytes without LF) must be event i. Raises Bad; on success records it."""
+        ev = parse_json_line(raw)
+        check_event_fields(ev)
+        if ev["seq"] != i:
+            raise Bad("line %d holds seq %d" % (i, ev["seq"]))
+        if i == 0 and ev["op"] != "genesis":
+            raise Bad("event 0 is not genesis")
+        if i > 0 and ev["op"] == "genesis":
+            raise Bad("genesis after event 0")
+        canon = canonical_bytes(ev, EVENT_KEYS)
+        h = sha256_hex(canon)
+        if raw + b"\n" != stored_line(canon, ev["hash"]):
+            raise Bad("line is not in canonical encoding")
+        if ev["hash"] != h:
+            raise Bad("hash %s does not match the canonical bytes (%s)" % (ev["hash"], h))
+        if ev["prev"] != self.prev_hash:
+            raise Bad("prev %s is not the hash of event %d" % (ev["prev"], i - 1) if i
+                      else "prev of genesis is not 64 zeros")
+        if self.prev_time is not None and ev["time"] < self.prev_time:
+            raise Bad("time %s is before the previous event's %s" % (ev["time"], self.prev_time))
+        content = None
+        if ev["op"] in ("write", "truncate"):
+            if "object" in ev:
+                self.blobs.check(ev["object"], ev["size"])
+                content = ("object", ev["object"])
+            else:
+                content = content_bytes(ev)
+        self.tree.apply(ev, content)
+        self.prev_hash = ev["hash"]
+        self.prev_time = ev["time"]
+        self.hashes.append(ev["hash"])
+        self.times.append(ev["time"])
+
+
+def check_block_header(raw, bno, prev_bhash, prev_last, prev_btime):
+    """Header-intrinsic and chain checks of §8.1 for block bno (line bno-1). Returns the dict."""
+    b = parse_json_line(raw)
+    for k in b:
+        if k not in BLOCK_KEYS:
+            raise Bad("unknown key %r" % k)
+    for k in BLOCK_KEYS:
+        if k not in b:
+            raise Bad("missing %r" % k)
+    for k in BLOCK_INT_KEYS:
+        check_int(b[k], k)
+    for k in ("root", "prev", "time", "hash"):
+        if not isinstance(b[k], str):
+            raise Bad("%s is not a string" % k)
+    check_hex64(b["root"], "root")
+    check_hex64(b["prev"], "prev")
+    check_hex64(b["hash"], "hash")
+    check_timestamp(b["time"], "time")
+    canon = canonical_bytes(b, BLOCK_KEYS)
+    if raw + b"\n" != stored_line(canon, b["hash"]):
+        raise Bad("line is not in canonical encoding")
+    h = sha256_hex(canon)
+    if b["hash"] != h:
+        raise Bad("hash %s does not match the canonical bytes (%s)" % (b["hash"], h))
+    if b["block"] != bno:
+        raise Bad("line %d holds block %d" % (bno - 1, b["block"]))
+    if b["first"] != prev_last + 1:
+        raise Bad("first is %d, expected %d" % (b["first"], prev_last + 1))
+    if b["last"] < b["first"]:
+        raise Bad("last %d is before first %d" % (b["last"], b["first"]))
+    if b["count"] != b["last"] - b["first"] + 1:
+        raise Bad("count %d is not last - first + 1" % b["count"])
+    if b["prev"] != prev_bhash:
+        raise Bad("prev is not the hash of block %d" % (bno - 1) if bno > 1
+                  else "prev of block 1 is not 64 zeros")
+    if prev_btime is not None and b["time"] < prev_btime:
+        raise Bad("time %s is before block %d's time %s" % (b["time"], bno - 1, prev_btime))
+    return b
 
 
 def verify(store):
     r = Result()
-    # Read order matters against a live writer (§7, §8.3): the writer appends an event,
-    # then updates the head; it writes a block only after its events are durable.  So read
-    # writer.lock, then blocks.jsonl, then the head, then events.jsonl last: every block
-    # and the head then name only events that are in what we read.
-    lock = read_file(os.path.join(store, "metadata", "writer.lock"))
-    unclean = bool(lock)            # non-empty: unclean shutdown, or a live writer
-    blocks_data = read_file(os.path.join(store, "blocks.jsonl"))
-    head_data = read_file(os.path.join(store, "metadata", "current_hash"))
-    events_data = read_file(os.path.join(store, "events.jsonl"))
+    # Read order matters against a live writer: it appends an event, then updates the head
+    # (§7); it writes a block only after its events are durable, and metadata/current_block
+    # right after the block header (§8.3, §8.5).  So read writer.lock, the block head,
+    # blocks.jsonl, the head, then events.jsonl last: everything named is then in what we read.
+    try:
+        lock = read_file(os.path.join(store, "metadata", "writer.lock"))
+    except Unreadable:
+        lock = b"?"                 # cannot tell: assume unclean (the lenient reading)
+    unclean = bool(lock)            # non-empty: unclean shutdown, or a live writer (§9)
+    bhead_data, bhead_err = read_meta(os.path.join(store, "metadata", "current_block"))
+    blocks_data, blocks_err = read_meta(os.path.join(store, "blocks.jsonl"))
+    head_data, head_err = read_meta(os.path.join(store, "metadata", "current_hash"))
+    try:
+        events_data = read_file(os.path.join(store, "events.jsonl"))
+    except Unreadable as e:
+        raise NotAStore("events.jsonl is unreadable (%s)" % e)
     if events_data is None:
         raise NotAStore("not a layerfs store (no events.jsonl)")
 
     # ---- head file syntax (§7)
     head_hash = head_seq = None
-    if head_data is None:
-        r.head_reason = "metadata/current_hash is missing"
+    head_reason = None
+    if head_err is not None:
+        head_reason = "metadata/current_hash is unreadable (%s)" % head_err
+    elif head_data is None:
+        head_reason = "metadata/current_hash is missing"
     else:
-        m = HEAD_RE.match(head_data)
-        if len(head_data) != 86 or not m:
-            r.head_reason = "metadata/current_hash is malformed (want 64 hex, space, 20 digits, LF: 86 bytes)"
-        else:
-            head_hash = m.group(1).decode("ascii")
-            head_seq = int(m.group(2))
-
-    # ---- split the log, find the tail (§10)
-    lines, partial = split_lines(events_data)
-    last_eventlike = -1
-    for i in range(len(lines) - 1, -1, -1):
-        if looks_like_event(lines[i][1]):
-            last_eventlike = i
-            break
-    n_lines = last_eventlike + 1                 # lines 0 .. n_lines-1 must all be events
-    tail_start = lines[n_lines][0] if n_lines < len(lines) else len(events_data) - len(partial)
-    tail_len = len(events_data) - tail_start
-    tail_complete_lines = len(lines) - n_lines
-    if tail_len and head_seq is not None and n_lines <= head_seq < n_lines + tail_complete_lines:
-        # the head names a (complete) line of the would-be tail: that is damage, not a tail
-        r.fail_event(n_lines, "line %d does not parse as an event, and the head names it" % n_lines)
-        tail_len = 0
-
-    # ---- events
-    tree = Tree()
-    blobs = Blobs(store)
-    prev_hash = ZERO_HASH
-    prev_time = None
-    event_hashes = []          # recorded hash of each line 0.. that parsed (None otherwise)
-    event_times = []
-    good = 0
-    for i in range(n_lines):
-        raw = lines[i][1]
-        ev = None
         try:
-            ev = parse_json_line(raw)
-        except Bad:
-            pass
-        event_hashes.append(ev.get("hash") if isinstance(ev, dict) and isinstance(ev.get("hash"), str)
-                            and HEX64.match(ev.get("hash")) else None)
-        event_times.append(ev.get("time") if isinstance(ev, dict) and isinstance(ev.get("time"), str) else None)
-        if good < i:
-            continue               # an earlier event was bad: only collect hashes for blocks
-        try:
-            if ev is None:
-                parse_json_line(raw)   # re-raise the parse error
-            check_event_fields(ev)
-            if ev["seq"] != i:
-                raise Bad("line %d holds seq %d" % (i, ev["seq"]))
-            if i == 0 and ev["op"] != "genesis":
-                raise Bad("event 0 is not genesis")
-            if i > 0 and ev["op"] == "genesis":
-                raise Bad("genesis after event 0")
-            canon = canonical_bytes(ev, EVENT_KEYS)
-            h = sha256_hex(canon)
-            if raw + b"\n" != stored_line(canon, ev["hash"]):
-                raise Bad("line is not in canonical encoding")
-            if ev["hash"] != h:
-                raise Bad("hash %s does not match the canonical bytes (%s)" % (ev["hash"], h))
-            if ev["prev"] != prev_hash:
-                raise Bad("prev %s is not the hash of event %d" % (ev["prev"], i - 1) if i
-                          else "prev of genesis is not 64 zeros")
-            if prev_time is not None and ev["time"] < prev_time:
-                raise Bad("time %s is before the previous event's %s" % (ev["time"], prev_time))
-            content = None
-            if ev["op"] in ("write", "truncate"):
-                if "object" in ev:
-                    blobs.check(ev["object"], ev["size"])
-                    content = ("object", ev["object"])
-                else:
-                    content = content_bytes(ev)
-            tree.apply(ev, content)
+            head_hash, head_seq = parse_head(head_data, "metadata/current_hash")
         except Bad as e:
-            r.fail_event(i, str(e))
-            continue
-        prev_hash = ev["hash"]
-        prev_time = ev["time"]
+            head_reason = str(e)
+
+    # ---- events, in order, up to the first line that is not a valid event (§2-§6)
+    lines, partial = split_lines(events_data)
+    checker = EventChecker(store)
+    good = 0
+    bad_reason = None
+    for i, (_, raw) in enumerate(lines):
+        try:
+            checker.check(i, raw)
+        except Bad as e:
+            bad_reason = str(e)
+            break
         good = i + 1
+    last_valid = good - 1
     r.events = good
-    if n_lines == 0 and r.first_bad_event is None:
-        r.fail_event(0, "the log holds no events (no genesis)")
 
-    if tail_len:
-        r.tail_bytes = tail_len
-        r.tail_after = n_lines - 1
-
-    # ---- head vs log (§7, §9)
-    if head_seq is not None:
-        last = good - 1           # last valid event
-        if head_seq > last:
-            r.fail_event(last + 1, "head names seq %d but the log's last valid event is %d (event %d is missing)"
-                         % (head_seq, last, last + 1))
+    # ---- torn tail (§10): the bytes from the first line that is not a valid event on
+    if good < len(lines) or partial:
+        tail_start = lines[good][0] if good < len(lines) else len(events_data) - len(partial)
+        eventlike = [j for j in range(good, len(lines)) if lines[j][1].startswith(EVENT_PREFIX)]
+        if eventlike:
+            if eventlike[0] == good:
+                r.fail_event(good, bad_reason)
+            else:
+                r.fail_event(good, "%s; not a torn tail: line %d after it begins with {\"seq\":"
+                             % (bad_reason, eventlike[0]))
+        elif head_seq is not None and head_seq > last_valid:
+            what = bad_reason if good < len(lines) else "line %d is incomplete (no LF)" % good
+            r.fail_event(good, "%s; not a torn tail: the head names event %d" % (what, head_seq))
         else:
-            if event_hashes[head_seq] != head_hash:
-                r.fail_event(head_seq, "head hash %s is not the hash of event %d" % (head_hash, head_seq))
-            elif head_seq < last:
-                if unclean:
-                    r.notes.append("head names event %d, log ends at event %d: accepted, metadata/writer.lock "
-                                   "is non-empty (unclean shutdown or live writer)" % (head_seq, last))
-                else:
-                    r.fail_event(head_seq + 1, "event %d is after the head (%d) although the last shutdown "
-                                 "was clean (metadata/writer.lock empty)" % (head_seq + 1, head_seq))
-        r.head = head_hash
-    elif r.head_reason is not None and r.first_bad_event is None:
-        # FORMAT.md §7 does not say which event a missing/malformed head is reported at;
-        # like `layerfs verify`, name the last valid event (the one the head should name).
-        r.fail_event(max(good - 1, 0), r.head_reason)
+            r.tail_bytes = len(events_data) - tail_start
+            r.tail_after = last_valid
+    if good == 0 and r.first_bad_event is None:
+        r.fail_event(0, "the log holds no valid event (no genesis)")
+    log_ok = r.first_bad_event is None
+
+    # ---- head vs log (§7, §9); §6 table.  A line that fails §2-§6 is the first bad event;
+    # head problems are reported only when every line is valid (or a torn tail).
+    if log_ok:
+        if head_reason is not None:
+            r.fail_event(last_valid, head_reason)
+        elif head_seq > last_valid:
+            r.fail_event(last_valid + 1, "head names event %d but the log's last valid event is %d "
+                         "(event %d is missing)" % (head_seq, last_valid, last_valid + 1))
+        elif checker.hashes[head_seq] != head_hash:
+            r.fail_event(head_seq, "head hash %s is not the hash of event %d" % (head_hash, head_seq))
+        elif head_seq < last_valid:
+            if unclean:
+                r.notes.append("head names event %d, log ends at event %d: accepted, metadata/writer.lock "
+                               "is non-empty (unclean shutdown or live writer)" % (head_seq, last_valid))
+            else:
+                r.fail_event(head_seq + 1, "event %d is after the head (%d) although the last shutdown "
+                             "was clean (metadata/writer.lock empty)" % (head_seq + 1, head_seq))
     if r.first_bad_event is None and good:
-        r.head = event_hashes[good - 1]
+        r.head = checker.hashes[last_valid]
 
     # ---- blocks (§8)
-    if blocks_data is None:
-        r.notes.append("blocks.jsonl is missing (treated as no blocks)")
+    if blocks_err is not None:
+        r.fail_block(1, "blocks.jsonl is unreadable (%s)" % blocks_err)
         blocks_data = b""
+    elif blocks_data is None:
+        blocks_data = b""           # no blocks yet
     blines, bpartial = split_lines(blocks_data)
     if bpartial:
-        # FORMAT.md gives blocks.jsonl no torn-tail rule (§10 speaks of events.jsonl only) and
-        # §8.1 says every header line is LF-terminated: trailing bytes without LF are a bad block.
-        blines.append((len(blocks_data) - len(bpartial), None))
-    n_events_in_log = n_lines       # complete event lines before the tail
-    prev_bhash = ZERO_HASH
-    prev_last = -1
-    prev_btime = None
+        r.block_tail_bytes = len(bpartial)       # §8.6: a torn header, unless the block head names it
+    recorded = []                   # the `hash` member of each complete line, where it parses
+    for _, raw in blines:
+        try:
+            h = parse_json_line(raw).get("hash")
+        except Bad:
+            h = None
+        recorded.append(h if isinstance(h, str) else None)
+    prev_bhash, prev_last, prev_btime = ZERO_HASH, -1, None
+    events_missing = False
     for j, (_, raw) in enumerate(blines):
         bno = j + 1
         try:
-            if raw is None:
-                raise Bad("blocks.jsonl ends with %d bytes without LF" % len(bpartial))
-            b = parse_json_line(raw)
-            for k in b:
-                if k not in BLOCK_KEYS:
-                    raise Bad("unknown key %r" % k)
-            for k in BLOCK_KEYS:
-                if k not in b:
-                    raise Bad("missing %r" % k)
-            for k in BLOCK_INT_KEYS:
-                check_int(b[k], k)
-            for k in ("root", "prev", "time", "hash"):
-                if not isinstance(b[k], str):
-                    raise Bad("%s is not a string" % k)
-            check_hex64(b["root"], "root")
-            check_hex64(b["prev"], "prev")
-            check_hex64(b["hash"], "hash")
-            check_timestamp(b["time"], "time")
-            canon = canonical_bytes(b, BLOCK_KEYS)
-            if raw + b"\n" != stored_line(canon, b["hash"]):
-                raise Bad("line is not in canonical encoding")
-            h = sha256_hex(canon)
-            if b["hash"] != h:
-                raise Bad("hash %s does not match the canonical bytes (%s)" % (b["hash"], h))
-            if b["block"] != bno:
-                raise Bad("line %d holds block %d" % (j, b["block"]))
-            if b["first"] != prev_last + 1:
-                raise Bad("first is %d, expected %d" % (b["first"], prev_last + 1))
-            if b["last"] < b["first"]:
-                raise Bad("last %d is before first %d" % (b["last"], b["first"]))
-            if b["count"] != b["last"] - b["first"] + 1:
-                raise Bad("count %d is not last - first + 1" % b["count"])
-            if b["last"] >= n_events_in_log:
-                # The block proves events up to `last` existed: also report the first missing
-                # event, like the head rule of §7 (FORMAT.md is silent; `layerfs verify` does so).
-                r.fail_event(n_events_in_log, "event %d is missing: block %d seals events up to %d"
-                             % (n_events_in_log, bno, b["last"]))
-                raise Bad("last %d is beyond the last event of the log (%d)" % (b["last"], n_events_in_log - 1))
-            if b["prev"] != prev_bhash:
-                raise Bad("prev is not the hash of block %d" % (bno - 1) if bno > 1
-                          else "prev of block 1 is not 64 zeros")
-            leaves = []
-            for s in range(b["first"], b["last"] + 1):
-                eh = event_hashes[s]
-                if eh is None:
-                    raise Bad("event %d is unreadable, cannot compute the root" % s)
-                leaves.append(bytes.fromhex(eh))
-            root = merkle_root(leaves).hex()
-            if root != b["root"]:
-                raise Bad("root %s is not the Merkle root of events %d..%d (%s)"
-                          % (b["root"], b["first"], b["last"], root))
-            if prev_btime is not None and b["time"] < prev_btime:
-                raise Bad("time %s is before block %d's time %s" % (b["time"], bno - 1, prev_btime))
-            et = event_times[b["last"]]
-            if et is not None and b["time"] < et:
-                raise Bad("time %s is before the time of event %d (%s)" % (b["time"], b["last"], et))
+            b = check_block_header(raw, bno, prev_bhash, prev_last, prev_btime)
+            if b["last"] > last_valid:
+                # §6/§8.1: a block sealing an event the log does not hold reports the first
+                # missing event; the header itself is not the problem.
+                if not events_missing:
+                    r.fail_event(last_valid + 1, "event %d is missing: block %d seals events up to %d"
+                                 % (last_valid + 1, bno, b["last"]))
+                events_missing = True
+            if not events_missing:
+                root = merkle_root([bytes.fromhex(h) for h in checker.hashes[b["first"]:b["last"] + 1]]).hex()
+                if root != b["root"]:
+                    raise Bad("root %s is not the Merkle root of events %d..%d (%s)"
+                              % (b["root"], b["first"], b["last"], root))
+                et = checker.times[b["last"]]
+                if b["time"] < et:
+                    raise Bad("time %s is before the time of event %d (%s)" % (b["time"], b["last"], et))
         except Bad as e:
-            r.first_bad_block = bno
-            r.block_reason = str(e)
+            r.fail_block(bno, str(e))
             break
-        prev_bhash = b["hash"]
-        prev_last = b["last"]
-        prev_btime = b["time"]
+        prev_bhash, prev_last, prev_btime = b["hash"], b["last"], b["time"]
         r.blocks = bno
+    nblocks = len(blines)           # blocks that blocks.jsonl holds (complete lines)
+
+    # ---- the block head (§8.5, §8.6, §9)
+    if bhead_err is not None or (bhead_data is not None and not HEAD_RE.match(bhead_data)) \
+            or (bhead_data is not None and len(bhead_data) != 86):
+        # FORMAT.md does not say which block; like §6's missing head: the last block
+        r.fail_block(nblocks, "metadata/current_block is unreadable (%s)"
+                     % (bhead_err or "want 64 lowercase hex, a space, 20 digits, LF: 86 bytes"))
+    elif bhead_data is None:
+        if nblocks:
+            if unclean:
+                r.notes.append("metadata/current_block is absent while blocks.jsonl holds %d block(s): "
+                               "accepted, metadata/writer.lock is non-empty (unclean shutdown)" % nblocks)
+            else:
+                r.fail_block(1, "metadata/current_block is absent but blocks.jsonl holds %d block(s) "
+                             "after a clean shutdown" % nblocks)
+    else:
+        bh_hash, bh_no = parse_head(bhead_data, "metadata/current_block")
+        r.block_head = bh_hash
+        if bh_no > nblocks or bh_no == 0:
+            # block 0 is no block, so blocks.jsonl does not hold it either (literal reading)
+            r.fail_block(nblocks + 1, "block %d is missing: metadata/current_block names block %d but "
+                         "blocks.jsonl holds %d complete line(s)%s" % (
+                             nblocks + 1, bh_no, nblocks,
+                             " and a torn header" if bpartial else ""))
+        elif recorded[bh_no - 1] != bh_hash:
+            r.fail_block(bh_no, "metadata/current_block hash %s is not the hash of block %d"
+                         % (bh_hash, bh_no))
+        elif bh_no < nblocks:
+            if unclean:
+                r.notes.append("metadata/current_block names block %d, blocks.jsonl ends at block %d: "
+                               "accepted, metadata/writer.lock is non-empty (unclean shutdown)"
+                               % (bh_no, nblocks))
+            else:
+                r.fail_block(bh_no + 1, "block %d is after metadata/current_block (%d) although the "
+                             "last shutdown was clean" % (bh_no + 1, bh_no))
     return r
 
 
@@ -824,11 +893,13 @@ def main(argv=None):
         prog="verify-format.py",
         description="Verify a layerfs store (format layerfs-events/1) exactly as docs/FORMAT.md specifies: "
                     "events.jsonl (canonical encoding, hashes, chain, times, fields, content, blobs, tree "
-                    "replay), metadata/current_hash, blocks.jsonl and torn tails.",
+                    "replay), metadata/current_hash, blocks.jsonl, metadata/current_block and torn tails (§10, §8.6). "
+                    "A failure names the first bad event or block as FORMAT.md §6 and §8 say.",
         epilog="Exit status: 0 OK (a torn tail is noted, not an error), 1 verification failed, 2 usage error "
                "or not a store (no events.jsonl). "
                "A non-empty metadata/writer.lock is taken to mean an unclean shutdown or a live writer, "
-               "so a head that lags the log is then accepted (a verifier cannot take the lock).")
+               "so a head that lags the log, or a block head that lags or is absent, is then accepted "
+               "(a verifier cannot take the lock).")
     ap.add_argument("store", metavar="STORE", help="path of the store directory")
     ap.add_argument("--json", action="store_true",
                     help='print one JSON object {"ok", "first_bad_event", "first_bad_block", "reason", '
@@ -859,6 +930,8 @@ def main(argv=None):
         lines.append("OK: %d events, %d blocks, head %s" % (r.events, r.blocks, r.head))
     if r.tail_bytes:
         lines.append("TAIL: %d bytes after event %d" % (r.tail_bytes, r.tail_after))
+    if r.block_tail_bytes:
+        lines.append("BLOCK TAIL: %d bytes after block %d" % (r.block_tail_bytes, r.blocks))
     for n in r.notes:
         lines.append("NOTE: %s" % n)
 
@@ -871,7 +944,9 @@ def main(argv=None):
             "events": r.events,
             "blocks": r.blocks,
             "tail_bytes": r.tail_bytes,
+            "block_tail_bytes": r.block_tail_bytes,
             "head": r.head,
+            "block_head": r.block_head,
             "notes": r.notes,
         }))
     else:
