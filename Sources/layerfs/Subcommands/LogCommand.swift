@@ -78,7 +78,7 @@ struct LogCommand: ParsableCommand {
                     var copy = event
                     out.write(EventCodec.seal(&copy))
                 } else {
-                    out.line(LogCommand.describe(event))
+                    out.line(LogCommand.describe(event, seqWidth: String(last).count))
                 }
             }
         }
@@ -93,9 +93,11 @@ struct LogCommand: ParsableCommand {
     }
 
     /// The human form of one event.
-    static func describe(_ event: Event) -> String {
+    /// The sequence number is right-aligned to `seqWidth` digits so that the columns line up.
+    static func describe(_ event: Event, seqWidth: Int = 0) -> String {
         let op = event.operation.rawValue
-        var parts = [String(event.seq), event.time.canonical, op + String(repeating: " ", count: max(0, 7 - op.count))]
+        let seq = String(event.seq)
+        var parts = [String(repeating: " ", count: max(0, seqWidth - seq.count)) + seq, event.time.canonical, op + String(repeating: " ", count: max(0, 7 - op.count))]
         if let path = event.path { parts.append(Describe.text(path)) }
         var details: [String] = []
         switch event.operation {
