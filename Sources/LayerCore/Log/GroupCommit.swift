@@ -34,6 +34,9 @@ final class GroupCommit: @unchecked Sendable {
     private let arrivals = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     /// Committers that have started a commit but not yet enqueued their line.
     private var arriving = 0
+    /// Lines in the buffer, and in the last batch flushed.
+    private var bufferCommits = 0
+    private var lastBatchCommits = 0
     /// Lines enqueued but not yet taken by a leader, starting at file offset `bufferStart`.
     private var buffer: [UInt8] = []
     private var bufferStart: UInt64
@@ -49,6 +52,8 @@ final class GroupCommit: @unchecked Sendable {
 
     /// How long a leader waits for committers already in progress before it flushes.
     static let gatherMicroseconds = 100
+    /// How long a leader waits for concurrent writers when the last batch held several commits.
+    static let siblingMicroseconds = 60
 
     private let fd: Int32
     private let path: String
@@ -110,6 +115,7 @@ final class GroupCommit: @unchecked Sendable {
             if arriving == 0 { pthread_cond_signal(arrivals) }
             buffer.append(contentsOf: line)
             bufferLast = (seq, hash)
+            bufferCommits += 1
             return Ticket(seq: seq, generation: generation)
         }
     }
@@ -162,21 +168,31 @@ final class GroupCommit: @unchecked Sendable {
                 pthread_mutex_unlock(mutex)
                 preconditionFailure("event \(ticket.seq) is neither durable nor pending (durable: \(durable))")
             }
-            // Become the leader. Committers already in progress take microseconds to enqueue, a
-            // sync takes hundreds: wait up to `gatherMicroseconds` for them to join this batch.
+            // Become the leader. A commit takes microseconds to enqueue and a sync hundreds, so it
+            // pays to wait a little for others (as PostgreSQL's commit_delay/commit_siblings do):
+            // - committers already in progress (`arriving`): up to `gatherMicroseconds`;
+            // - if the last batch held several commits, writers are concurrent: the ones it just
+            //   released are on their way back (woken, not yet running); wait `siblingMicroseconds`
+            //   for them. A lone writer (last batch of one) never waits.
             flushing = true
-            if arriving > 0 {
+            if arriving > 0 || lastBatchCommits > 1 {
+                let wait = lastBatchCommits > 1 ? Self.siblingMicroseconds : Self.gatherMicroseconds
                 var deadline = timespec()
                 clock_gettime(CLOCK_REALTIME, &deadline)
-                deadline.tv_nsec += Self.gatherMicroseconds * 1000
+                deadline.tv_nsec += wait * 1000
                 if deadline.tv_nsec >= 1_000_000_000 {
                     deadline.tv_sec += 1
                     deadline.tv_nsec -= 1_000_000_000
                 }
-                while arriving > 0 {
+                // With concurrent writers, wait out the window (arrivals signal as they come);
+                // otherwise only until the committers in progress have enqueued.
+                while lastBatchCommits > 1 || arriving > 0 {
                     if pthread_cond_timedwait(arrivals, mutex, &deadline) == ETIMEDOUT { break }
+                    if lastBatchCommits > 1 && arriving == 0 && bufferCommits >= lastBatchCommits { break }
                 }
             }
+            lastBatchCommits = bufferCommits
+            bufferCommits = 0
             let batch = buffer
             let start = bufferStart
             let last = bufferLast!
@@ -239,6 +255,7 @@ final class GroupCommit: @unchecked Sendable {
         pendingFailure = nil
         generation += 1
         buffer = []
+        bufferCommits = 0
         bufferLast = nil
         bufferStart = length
         inFlight = nil
