@@ -91,7 +91,7 @@ public struct LayerError: Error, CustomStringConvertible, Sendable {
     public var description: String {
         var parts: [String] = []
         if let store { parts.append("store \(store)") }
-        if let sequence { parts.append("event \(sequence)") }
+        if let sequence, !message.hasPrefix("event \(sequence)") { parts.append("event \(sequence)") }
         if let path, !message.contains(path) { parts.append(path) }
         return parts.isEmpty ? message : "\(parts.joined(separator: ", ")): \(message)"
     }
