@@ -567,11 +567,15 @@ public final class Store: @unchecked Sendable {
         return e
     }
 
-    /// Builds, validates and writes the event under the state lock; returns its seq (nil: no-op).
+    /// Content is held in memory whole (events carry full content): files are capped at 4 GiB.
+    public static let maximumFileSize: UInt64 = 1 << 32
+
+    /// Builds, validates and writes the event under the state lock; returns its ticket (nil: no-op).
     private func append(_ change: Change, by who: Provenance) throws(LayerError) -> GroupCommit.Ticket? {
         // Content: large content goes to a blob first (outside the lock; blobs are idempotent).
         var newContent: [UInt8]?
         var blob: Digest?
+        var truncatedVersion: UInt64?
         switch change {
         case .write(_, let bytes, _):
             newContent = bytes
@@ -581,15 +585,15 @@ public final class Store: @unchecked Sendable {
             guard info.kind == .file else {
                 throw LayerError(info.kind == .directory ? .isDirectory : .invalidArgument, "not a regular file", path: p)
             }
+            guard size <= Store.maximumFileSize else {
+                throw LayerError(.invalidArgument, "larger than the maximum file size (\(Store.maximumFileSize) bytes)", path: p, errno: EFBIG)
+            }
             var bytes = try read(info)
             if UInt64(bytes.count) > size { bytes.removeLast(bytes.count - Int(size)) } else {
-                guard size - UInt64(bytes.count) <= 1 << 32 else { throw LayerError(.noSpace, "truncate beyond 4 GiB", path: p) }
                 bytes.append(contentsOf: [UInt8](repeating: 0, count: Int(size) - bytes.count))
             }
             newContent = bytes
-            if let cur = try? stat(try StorePath.normalize(p)), cur.version != info.version {
-                throw LayerError(.busy, "file changed during truncate; retry", path: p)
-            }
+            truncatedVersion = info.version
         default:
             break
         }
@@ -619,6 +623,10 @@ public final class Store: @unchecked Sendable {
                     return nil
                 }
             case .truncate:
+                // The new content was computed from the version read before the lock.
+                if let current, current.version != truncatedVersion {
+                    throw LayerError(.busy, "the file changed during the truncate; retry", path: event.path)
+                }
                 event.mode = UInt32(current?.mode ?? 0o644)
                 if let current, current.size == event.size { return nil }
             case .chmod:
