@@ -36,11 +36,20 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
 
-        // The command-line tool: parses options, hands off to LayerCore.
+        // The FUSE adapter: the namespace of views, the node table, the libfuse low-level callbacks.
+        .target(
+            name: "LayerFS",
+            dependencies: [
+                "CFuse3", "LayerCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]),
+
+        // The command-line tool: parses options, hands off to LayerCore and LayerFS.
         .executableTarget(
             name: "layerfs",
             dependencies: [
-                "LayerCore",
+                "LayerCore", "LayerFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -61,6 +70,10 @@ let package = Package(
         .testTarget(
             name: "LayerIntegrationTests",
             dependencies: ["LayerCore"]),
+        // The FUSE adapter: namespace tests without a kernel, and real mounts of the built binary (root only).
+        .testTarget(
+            name: "LayerFSTests",
+            dependencies: ["LayerFS", "LayerCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,307 @@
+// The FUSE adapter: libfuse low-level callbacks over `Namespace`.
+//
+// Caching and consistency contract:
+// - The mount is read-only in this slice (mounted `ro`; every modifying operation returns EROFS),
+//   and the store is opened read-only: the mount shows the store as it was when mounted.
+// - A file or symlink version never changes: attributes are cached for a day and every open sets
+//   keep_cache, in every view (one inode per version, so its pages are cached once for all views).
+// - Entries and directories of immutable views (a time at or before the head, a sealed block) are
+//   cached for a day (entry, attributes, negative lookups, readdir via cache_readdir).
+// - The present, `latest`, and the @ directories (which grow with new events) use 1 s.
+//
+// Threads: libfuse calls these from its worker threads (fuse_session_loop_mt). State is in the
+// node table's and the handle table's mutexes; neither is held while calling the store or replying.
+
+import CFuse3
+import LayerCore
+import Logging
+import Synchronization
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The filesystem object the callbacks reach through the session's userdata pointer.
+public final class LayerFilesystem: Sendable {
+    public let namespace: Namespace
+    let logger: Logger
+
+    /// What an open file or directory handle (`fi->fh`) holds.
+    enum Handle {
+        /// A file's content, read once at open (a version never changes).
+        case file([UInt8])
+        /// A directory's entries, listed once at opendir so that offsets stay valid.
+        case directory(self: UInt64, entries: [ListedEntry])
+    }
+
+    struct Handles {
+        var open: [UInt64: Handle] = [:]
+        var next: UInt64 = 1
+    }
+
+    /// Open handles. Protected by its mutex; taken after (never while holding) the node table's.
+    private let handles = Mutex(Handles())
+
+    public init(namespace: Namespace, logger: Logger) {
+        self.namespace = namespace
+        self.logger = logger
+    }
+
+    func addHandle(_ handle: Handle) -> UInt64 {
+        handles.withLock { h in
+            let id = h.next
+            h.next += 1
+            h.open[id] = handle
+            return id
+        }
+    }
+
+    func handle(_ id: UInt64) -> Handle? { handles.withLock { $0.open[id] } }
+
+    func removeHandle(_ id: UInt64) { handles.withLock { _ = $0.open.removeValue(forKey: id) } }
+
+    /// Open handles (tests and diagnostics).
+    public var openHandleCount: Int { handles.withLock { $0.open.count } }
+
+    /// The node for `id`, or ESTALE when the kernel names one it was never given (a bug).
+    func node(_ id: fuse_ino_t) throws -> Node {
+        guard let node = namespace.table.node(id) else {
+            logger.warning("the kernel named unknown node \(id)")
+            throw Errno.staleNFSFileHandle
+        }
+        return node
+    }
+
+    func errno(_ error: any Error, _ operation: StaticString) -> Int32 {
+        ErrorMapping.errno(for: error, operation: operation, logger: logger)
+    }
+}
+
+// MARK: - Converting to C
+
+extension Attributes {
+    /// The `struct stat` for these attributes.
+    var stat: stat {
+        var st = Glibc.stat()
+        st.st_ino = UInt(ino)
+        let typeBits: UInt32 =
+            switch type {
+            case .regular: S_IFREG
+            case .directory: S_IFDIR
+            case .symlink: S_IFLNK
+            }
+        st.st_mode = typeBits | permissions
+        st.st_nlink = UInt(linkCount)
+        st.st_uid = uid
+        st.st_gid = gid
+        st.st_size = Int(clamping: size)
+        st.st_blksize = 4096
+        st.st_blocks = Int((size + 511) / 512)
+        let time = timespec(tv_sec: Int(mtime.seconds), tv_nsec: Int(mtime.subsecondNanoseconds))
+        st.st_mtim = time
+        st.st_ctim = time
+        st.st_atim = time
+        return st
+    }
+}
+
+extension ListedEntry {
+    var typeBits: UInt32 {
+        switch type {
+        case .regular: S_IFREG
+        case .directory: S_IFDIR
+        case .symlink: S_IFLNK
+        }
+    }
+}
+
+// MARK: - Operations
+
+extension LayerFilesystem {
+    /// `lookup`: one more reference on success (replied with `fuse_reply_entry`); a miss in an
+    /// immutable view is replied as a negative entry (ino 0) the kernel may cache.
+    func lookup(_ req: fuse_req_t, parent: fuse_ino_t, name: String) {
+        var entry = fuse_entry_param()
+        do {
+            let parentNode = try node(parent)
+            let child: Node
+            do {
+                child = try namespace.lookup(parentNode, name)
+            } catch let error as LayerError where error.posixErrno == ENOENT && namespace.isImmutable(parentNode) {
+                entry.ino = 0
+                entry.entry_timeout = Namespace.immutableTimes.entry
+                fuse_reply_entry(req, &entry)
+                return
+            }
+            let id = namespace.table.existingID(child) ?? 0
+            var attributes = try namespace.attributes(child, id: id)
+            let times = namespace.cacheTimes(child, in: parentNode)
+            // Counted only once everything that can fail has succeeded: the reply below is sent.
+            attributes.ino = namespace.table.remember(child)
+            entry.ino = attributes.ino
+            entry.attr = attributes.stat
+            entry.attr_timeout = times.attributes
+            entry.entry_timeout = times.entry
+            fuse_reply_entry(req, &entry)
+        } catch {
+            fuse_reply_err(req, errno(error, "lookup"))
+        }
+    }
+
+    func forget(_ id: fuse_ino_t, count: UInt64) {
+        namespace.table.forget(id, count: count)
+    }
+
+    func getattr(_ req: fuse_req_t, _ id: fuse_ino_t) {
+        do {
+            let node = try node(id)
+            var st = try namespace.attributes(node, id: id).stat
+            fuse_reply_attr(req, &st, namespace.cacheTimes(node, in: nil).attributes)
+        } catch {
+            fuse_reply_err(req, errno(error, "getattr"))
+        }
+    }
+
+    func readlink(_ req: fuse_req_t, _ id: fuse_ino_t) {
+        do {
+            let target = try namespace.linkTarget(node(id))
+            fuse_reply_readlink(req, target)
+        } catch {
+            fuse_reply_err(req, errno(error, "readlink"))
+        }
+    }
+
+    func open(_ req: fuse_req_t, _ id: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>) {
+        do {
+            let flags = fi.pointee.flags
+            if flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0 { throw Errno.readOnlyFileSystem }
+            let node = try node(id)
+            guard !node.isDirectory else { throw Errno.isDirectory }
+            let content = try namespace.content(node)
+            fi.pointee.fh = addHandle(.file(content))
+            fi.pointee.keep_cache = 1  // the version's content never changes
+            if fuse_reply_open(req, fi) != 0 { removeHandle(fi.pointee.fh) }  // interrupted: no release will come
+        } catch {
+            fuse_reply_err(req, errno(error, "open"))
+        }
+    }
+
+    func read(_ req: fuse_req_t, size: Int, offset: Int, _ fi: UnsafeMutablePointer<fuse_file_info>) {
+        guard case .file(let content)? = handle(fi.pointee.fh) else {
+            fuse_reply_err(req, EBADF)
+            return
+        }
+        let start = min(max(offset, 0), content.count)
+        let end = min(start + size, content.count)
+        content.withUnsafeBufferPointer { buffer in
+            let base = buffer.baseAddress.map { UnsafeRawPointer($0 + start).assumingMemoryBound(to: CChar.self) }
+            fuse_reply_buf(req, base, end - start)
+        }
+    }
+
+    func release(_ req: fuse_req_t, _ fi: UnsafeMutablePointer<fuse_file_info>) {
+        removeHandle(fi.pointee.fh)
+        fuse_reply_err(req, 0)
+    }
+
+    func opendir(_ req: fuse_req_t, _ id: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>) {
+        do {
+            let node = try node(id)
+            guard node.isDirectory else { throw Errno.notDirectory }
+            let entries = try namespace.list(node)
+            fi.pointee.fh = addHandle(.directory(self: id, entries: entries))
+            if namespace.isImmutable(node) {
+                fi.pointee.keep_cache = 1
+                fi.pointee.cache_readdir = 1
+            }
+            if fuse_reply_open(req, fi) != 0 { removeHandle(fi.pointee.fh) }
+        } catch {
+            fuse_reply_err(req, errno(error, "opendir"))
+        }
+    }
+
+    /// Offsets: 1 is after `.`, 2 after `..`, 2 + i + 1 after entry i.
+    func readdir(_ req: fuse_req_t, size: Int, offset: Int, _ fi: UnsafeMutablePointer<fuse_file_info>) {
+        guard case .directory(let selfID, let entries)? = handle(fi.pointee.fh) else {
+            fuse_reply_err(req, EBADF)
+            return
+        }
+        var buffer = [CChar](repeating: 0, count: size)
+        var used = 0
+        var position = max(offset, 0)
+        buffer.withUnsafeMutableBufferPointer { out in
+            while position < entries.count + 2 {
+                let name: String
+                var st = Glibc.stat()
+                switch position {
+                case 0:
+                    name = "."
+                    st.st_ino = UInt(selfID)
+                    st.st_mode = S_IFDIR
+                case 1:
+                    name = ".."
+                    st.st_ino = UInt(NodeID.unassignedDirectory)
+                    st.st_mode = S_IFDIR
+                default:
+                    let entry = entries[position - 2]
+                    name = entry.name
+                    st.st_ino = UInt(entry.ino)
+                    st.st_mode = entry.typeBits
+                }
+                let needed = fuse_add_direntry(req, out.baseAddress! + used, size - used, name, &st, off_t(position + 1))
+                if needed > size - used { break }
+                used += needed
+                position += 1
+            }
+            fuse_reply_buf(req, out.baseAddress, used)
+        }
+    }
+
+    func releasedir(_ req: fuse_req_t, _ fi: UnsafeMutablePointer<fuse_file_info>) {
+        removeHandle(fi.pointee.fh)
+        fuse_reply_err(req, 0)
+    }
+
+    func statfs(_ req: fuse_req_t) {
+        var st = statvfs()
+        st.f_bsize = 4096
+        st.f_frsize = 4096
+        st.f_namemax = UInt(StorePath.nameMax)
+        fuse_reply_statfs(req, &st)
+    }
+
+    /// `getxattr`: size 0 asks for the value's length; a buffer too small is ERANGE.
+    func getxattr(_ req: fuse_req_t, _ id: fuse_ino_t, name: String, size: Int) {
+        do {
+            guard let value = try namespace.extendedAttributes(node(id)).first(where: { $0.name == name })?.value else {
+                throw Errno.noData
+            }
+            try replyBytes(req, Array(value.utf8), size: size)
+        } catch {
+            fuse_reply_err(req, errno(error, "getxattr"))
+        }
+    }
+
+    func listxattr(_ req: fuse_req_t, _ id: fuse_ino_t, size: Int) {
+        do {
+            var bytes: [UInt8] = []
+            for attribute in try namespace.extendedAttributes(node(id)) {
+                bytes += Array(attribute.name.utf8) + [0]
+            }
+            try replyBytes(req, bytes, size: size)
+        } catch {
+            fuse_reply_err(req, errno(error, "listxattr"))
+        }
+    }
+
+    private func replyBytes(_ req: fuse_req_t, _ bytes: [UInt8], size: Int) throws {
+        if size == 0 {
+            fuse_reply_xattr(req, bytes.count)
+        } else if size < bytes.count {
+            throw Errno.outOfRange
+        } else {
+            _ = bytes.withUnsafeBytes { fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+        }
+    }
+}

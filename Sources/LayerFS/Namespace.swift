@@ -1,0 +1,370 @@
+import LayerCore
+import SystemPackage
+
+/// What `stat` shows for a node, without any C type (the adapter turns it into `struct stat`).
+public struct Attributes: Hashable, Sendable {
+    public enum FileType: Sendable { case regular, directory, symlink }
+    public var ino: UInt64
+    public var type: FileType
+    /// Permission bits (07777).
+    public var permissions: UInt32
+    public var uid: UInt32
+    public var gid: UInt32
+    public var size: UInt64
+    public var mtime: Timestamp
+    public var linkCount: UInt32
+}
+
+/// One name in a directory listing.
+public struct ListedEntry: Hashable, Sendable {
+    public var name: String
+    /// d_ino: the node's id when known (see `NodeID.unassignedDirectory`).
+    public var ino: UInt64
+    public var type: Attributes.FileType
+}
+
+/// How long the kernel may trust what it was told, in seconds.
+public struct CacheTimes: Sendable {
+    public var entry: Double
+    public var attributes: Double
+}
+
+/// The mounted namespace over one store: which name is which node, what each node looks like, what
+/// each directory lists. Pure Swift, no FUSE: the adapter (`LayerFilesystem`) calls it and replies.
+///
+/// ```
+/// /                       the present (the store's head); @ names hidden from readdir unless showAt
+/// /@time/                 `latest` and the canonical time of every event (the last event at that time)
+/// /@time/<T>/             the tree at the last event at or before T (any TimeExpression form, or latest)
+/// /@block/                `latest` and the number of every sealed block
+/// /@block/<n>/            the tree at block n's last event
+/// /@history/<dir>/...     mirrors directories (children of the present), any name that ever existed resolves
+/// /@history/<file>/       one read-only entry per version, named by the canonical time of the change;
+///                         a deletion is an empty file `<time>.deleted`; a name repeated (two changes in
+///                         one nanosecond) gets `~<seq>` appended
+/// ```
+///
+/// A malformed or hostile name under an @ directory is ENOENT, never an error of another kind.
+public final class Namespace: Sendable {
+    public let store: Store
+    public let table: NodeTable
+    public let present: View
+    /// List @time, @block and @history in readdir of the root (mount option `show_at`).
+    public let showAt: Bool
+
+    /// Cache times for immutable views (a day, as passthrough_hp uses) and for what can change.
+    public static let immutableTimes = CacheTimes(entry: 86_400, attributes: 86_400)
+    public static let liveTimes = CacheTimes(entry: 1, attributes: 1)
+
+    public static let atNames = ["@time", "@block", "@history"]
+
+    public init(store: Store, showAt: Bool) {
+        self.store = store
+        self.showAt = showAt
+        self.present = View(kind: .present, seq: store.headSequence, isImmutable: false)
+        self.table = NodeTable(present: present)
+    }
+
+    // MARK: Lookup
+
+    /// The node `name` names in directory `parent`. Throws LayerError (`.notFound` ...) or Errno.
+    public func lookup(_ parent: Node, _ name: String) throws -> Node {
+        switch parent {
+        case .directory(let view, let path):
+            if view.kind == .present && path == "/" && name.hasPrefix("@") {
+                switch name {
+                case "@time": return .timeRoot
+                case "@block": return .blockRoot
+                case "@history": return .historyRoot
+                default: throw LayerError(.notFound, "names starting with @ at the root are reserved", path: "/" + name)
+                }
+            }
+            let child = try Self.childPath(path, name)
+            let info = try store.stat(child, at: view.seq)
+            return info.kind == .directory ? .directory(view, path: child) : .version(info)
+        case .timeRoot:
+            return .directory(try timeView(name), path: "/")
+        case .blockRoot:
+            return .directory(try blockView(name), path: "/")
+        case .historyRoot:
+            return try historyNode(Self.childPath("/", name))
+        case .historyDirectory(let path):
+            return try historyNode(Self.childPath(path, name))
+        case .historyVersions(let path):
+            guard let found = try versionEntries(path).first(where: { $0.name == name }) else {
+                throw LayerError(.notFound, "no version named \(name)", path: path)
+            }
+            return found.node
+        case .version, .deletion:
+            throw Errno.notDirectory
+        }
+    }
+
+    /// `parent/name` as a store path; a name the store cannot hold is ENOENT.
+    static func childPath(_ parent: String, _ name: String) throws -> String {
+        do {
+            try StorePath.checkName(name, path: parent)
+        } catch {
+            throw LayerError(.notFound, "no such name", path: parent)
+        }
+        return parent == "/" ? "/" + name : parent + "/" + name
+    }
+
+    /// `/@time/<name>`: `latest`, or any time expression at or after the first event.
+    func timeView(_ name: String) throws -> View {
+        let head = store.headSequence
+        if name == "latest" { return View(kind: .time(name), seq: head, isImmutable: false) }
+        let time: Timestamp
+        do {
+            time = try TimeExpression.parse(name)
+        } catch {
+            throw LayerError(.notFound, "not a time", path: "/@time")
+        }
+        let seq = try store.sequence(at: time)  // .outOfRange (ENOENT) before the first event
+        // A time past the head's shows the head, which later events would change.
+        let immutable = try time <= store.time(ofSequence: head)
+        return View(kind: .time(name), seq: seq, isImmutable: immutable)
+    }
+
+    /// `/@block/<name>`: `latest`, or a sealed block's number in plain decimal.
+    func blockView(_ name: String) throws -> View {
+        let blocks = store.blocks
+        let block: BlockHeader?
+        if name == "latest" {
+            block = blocks.last
+        } else if let number = Self.plainDecimal(name) {
+            block = blocks.first(where: { $0.number == number })
+        } else {
+            block = nil
+        }
+        guard let block else { throw LayerError(.notFound, "no such block", path: "/@block") }
+        return View(kind: .block(name), seq: block.last, isImmutable: name != "latest")
+    }
+
+    /// Digits only, no sign, no leading zero (so each block has exactly one name), fits UInt64.
+    static func plainDecimal(_ text: String) -> UInt64? {
+        let bytes = Array(text.utf8)
+        guard !bytes.isEmpty, bytes.count <= 20, bytes.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+        guard bytes.count == 1 || bytes[0] != 48 else { return nil }
+        return UInt64(text)
+    }
+
+    /// `/@history/<path>`: a directory of versions for a file or symlink, a directory of children for
+    /// a directory (judged by its latest version); ENOENT for a path that never existed.
+    func historyNode(_ path: String) throws -> Node {
+        let changes = try store.history(path)
+        guard let latest = changes.last(where: { $0.info != nil })?.info else {
+            throw LayerError(.notFound, "no history", path: path)
+        }
+        return latest.kind == .directory ? .historyDirectory(path: path) : .historyVersions(path: path)
+    }
+
+    /// The entries of `/@history/<path>/` for a file or symlink, oldest first.
+    func versionEntries(_ path: String) throws -> [(name: String, node: Node)] {
+        var out: [(name: String, node: Node)] = []
+        var used: Set<String> = []
+        for change in try store.history(path) {
+            let time = try store.time(ofSequence: change.seq).canonical
+            let node: Node
+            var name: String
+            if let info = change.info {
+                guard info.kind != .directory else { continue }  // a file's path that was once a directory
+                node = .version(info)
+                name = time
+            } else {
+                node = .deletion(path: path, seq: change.seq)
+                name = time + ".deleted"
+            }
+            if used.contains(name) { name += "~\(change.seq)" }
+            used.insert(name)
+            out.append((name, node))
+        }
+        return out
+    }
+
+    // MARK: Attributes
+
+    public func attributes(_ node: Node, id: UInt64) throws -> Attributes {
+        switch node {
+        case .directory(let view, let path):
+            let info = try store.stat(path, at: view.seq)
+            guard info.kind == .directory else { throw Errno.notDirectory }
+            return Attributes(
+                ino: id, type: .directory, permissions: info.mode & 0o7777, uid: info.uid, gid: info.gid,
+                size: 0, mtime: info.mtime, linkCount: 2)
+        case .version(let info):
+            return Self.attributes(of: info, id: id)
+        case .timeRoot, .blockRoot, .historyRoot:
+            return try syntheticDirectory(id: id, mtime: store.time(ofSequence: store.headSequence))
+        case .historyDirectory(let path), .historyVersions(let path):
+            let last = try store.history(path).last?.seq ?? store.headSequence
+            return try syntheticDirectory(id: id, mtime: store.time(ofSequence: last))
+        case .deletion(_, let seq):
+            return try Attributes(
+                ino: id, type: .regular, permissions: 0o444, uid: 0, gid: 0, size: 0,
+                mtime: store.time(ofSequence: seq), linkCount: 1)
+        }
+    }
+
+    static func attributes(of info: NodeInfo, id: UInt64) -> Attributes {
+        let type: Attributes.FileType =
+            switch info.kind {
+            case .file: .regular
+            case .symlink: .symlink
+            case .directory: .directory
+            }
+        return Attributes(
+            ino: id, type: type, permissions: info.mode & 0o7777, uid: info.uid, gid: info.gid,
+            size: info.size, mtime: info.mtime, linkCount: type == .directory ? 2 : 1)
+    }
+
+    private func syntheticDirectory(id: UInt64, mtime: Timestamp) -> Attributes {
+        Attributes(ino: id, type: .directory, permissions: 0o555, uid: 0, gid: 0, size: 0, mtime: mtime, linkCount: 2)
+    }
+
+    /// How long the kernel may cache the entry for `node` found in `parent`, and its attributes.
+    public func cacheTimes(_ node: Node, in parent: Node?) -> CacheTimes {
+        switch node {
+        case .version, .deletion:
+            // A version never changes; only the name → version mapping of a live view does.
+            var times = Self.immutableTimes
+            if let parent, !isImmutable(parent) { times.entry = Self.liveTimes.entry }
+            return times
+        default:
+            return isImmutable(node) ? Self.immutableTimes : Self.liveTimes
+        }
+    }
+
+    /// True for directories of immutable views (whose listing and entries never change).
+    public func isImmutable(_ node: Node) -> Bool {
+        if case .directory(let view, _) = node { return view.isImmutable }
+        return false
+    }
+
+    // MARK: Listing
+
+    /// The entries of a directory node, in a stable order (without `.` and `..`).
+    public func list(_ node: Node) throws -> [ListedEntry] {
+        switch node {
+        case .directory(let view, let path):
+            var out: [ListedEntry] = []
+            if view.kind == .present && path == "/" && showAt {
+                out.append(ListedEntry(name: "@time", ino: NodeID.timeRoot, type: .directory))
+                out.append(ListedEntry(name: "@block", ino: NodeID.blockRoot, type: .directory))
+                out.append(ListedEntry(name: "@history", ino: NodeID.historyRoot, type: .directory))
+            }
+            for entry in try store.list(path, at: view.seq) {
+                let childPath = path == "/" ? "/" + entry.name : path + "/" + entry.name
+                let child: Node = entry.info.kind == .directory ? .directory(view, path: childPath) : .version(entry.info)
+                out.append(listed(entry.name, child))
+            }
+            return out
+        case .timeRoot:
+            var out = [listed("latest", .directory(try timeView("latest"), path: "/"))]
+            let head = store.headSequence
+            var next: Timestamp? = nil
+            var names: [String] = []
+            // Newest first so that of several events in one nanosecond only the last is listed
+            // (the one the name resolves to); then reversed into time order.
+            var seq = head
+            while true {
+                let time = try store.time(ofSequence: seq)
+                if time != next { names.append(time.canonical) }
+                next = time
+                if seq == 0 { break }
+                seq -= 1
+            }
+            for name in names.reversed() {
+                out.append(ListedEntry(name: name, ino: NodeID.unassignedDirectory, type: .directory))
+            }
+            return out
+        case .blockRoot:
+            let blocks = store.blocks
+            guard !blocks.isEmpty else { return [] }
+            var out = [ListedEntry(name: "latest", ino: NodeID.unassignedDirectory, type: .directory)]
+            for block in blocks {
+                out.append(listed(String(block.number), .directory(View(kind: .block(String(block.number)), seq: block.last, isImmutable: true), path: "/")))
+            }
+            return out
+        case .historyRoot:
+            return try historyChildren("/")
+        case .historyDirectory(let path):
+            return try historyChildren(path)
+        case .historyVersions(let path):
+            return try versionEntries(path).map { listed($0.name, $0.node) }
+        case .version, .deletion:
+            throw Errno.notDirectory
+        }
+    }
+
+    /// The children of a directory in the present, as `/@history` shows them (other names that
+    /// once existed there resolve by lookup but are not listed).
+    private func historyChildren(_ path: String) throws -> [ListedEntry] {
+        var entries: [Store.DirectoryEntry] = []
+        do throws(LayerError) {
+            entries = try store.list(path)
+        } catch where error.code == .notFound || error.code == .notDirectory {
+            // the directory is gone from the present: nothing to list
+        } catch {
+            throw error
+        }
+        return entries.map { entry in
+            let childPath = path == "/" ? "/" + entry.name : path + "/" + entry.name
+            let node: Node = entry.info.kind == .directory ? .historyDirectory(path: childPath) : .historyVersions(path: childPath)
+            return listed(entry.name, node)
+        }
+    }
+
+    private func listed(_ name: String, _ node: Node) -> ListedEntry {
+        switch node {
+        case .version(let info):
+            return ListedEntry(name: name, ino: NodeID.version(info), type: info.kind == .symlink ? .symlink : .regular)
+        case .deletion:
+            return ListedEntry(name: name, ino: table.existingID(node) ?? NodeID.unassignedDirectory, type: .regular)
+        default:
+            return ListedEntry(name: name, ino: table.existingID(node) ?? NodeID.unassignedDirectory, type: .directory)
+        }
+    }
+
+    // MARK: Content and provenance
+
+    /// The bytes a file node reads as.
+    public func content(_ node: Node) throws -> [UInt8] {
+        switch node {
+        case .version(let info) where info.kind == .file: return try store.read(info)
+        case .version: throw Errno.invalidArgument
+        case .deletion: return []
+        default: throw Errno.isDirectory
+        }
+    }
+
+    public func linkTarget(_ node: Node) throws -> String {
+        guard case .version(let info) = node, info.kind == .symlink else { throw Errno.invalidArgument }
+        return try store.readLink(info)
+    }
+
+    /// The extended attributes of a node: provenance of the event that produced a version (or
+    /// recorded a deletion). Directories have none. Names in a fixed order.
+    public func extendedAttributes(_ node: Node) throws -> [(name: String, value: String)] {
+        let seq: UInt64
+        switch node {
+        case .version(let info): seq = info.version
+        case .deletion(_, let s): seq = s
+        default: return []
+        }
+        let event = try store.event(seq)
+        var out: [(name: String, value: String)] = [
+            ("user.layerfs.seq", String(seq)),
+            ("user.layerfs.hash", event.hash.hex),
+            ("user.layerfs.time", event.time.canonical),
+            ("user.layerfs.uid", String(event.provenance.uid)),
+            ("user.layerfs.gid", String(event.provenance.gid)),
+            ("user.layerfs.pid", String(event.provenance.pid)),
+            ("user.layerfs.process", event.provenance.process),
+        ]
+        if let block = store.blocks.first(where: { $0.first <= seq && seq <= $0.last }) {
+            out.append(("user.layerfs.block", String(block.number)))
+        }
+        return out
+    }
+}

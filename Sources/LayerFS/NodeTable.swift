@@ -1,0 +1,185 @@
+import LayerCore
+import Synchronization
+
+/// Which tree a directory node belongs to: the present, or one historical view. The name the view
+/// was reached by is part of its identity, so `/@time/2026-11-21` and `/@time/<its canonical
+/// form>` are two directories with equal content, never one directory under two names (the kernel
+/// would have to move a directory alias between them; see `NodeTable`).
+public enum ViewKind: Hashable, Sendable {
+    case present
+    /// `/@time/<name>/`: `name` exactly as looked up (any `TimeExpression` form, or `latest`).
+    case time(String)
+    /// `/@block/<name>/`: a block number in decimal, or `latest`.
+    case block(String)
+}
+
+/// A tree as of one event: the present (head) or a historical view.
+public struct View: Hashable, Sendable {
+    public var kind: ViewKind
+    /// The event whose state the view shows.
+    public var seq: UInt64
+    /// True when nothing can ever change in this view (a time at or before the head's, a sealed
+    /// block): the kernel may cache its entries and attributes for a day.
+    public var isImmutable: Bool
+
+    public var isHistorical: Bool { kind != .present }
+}
+
+/// One node of the mounted namespace.
+///
+/// Identity rules (DESIGN.md, "Views and identity"):
+/// - A file or symlink **version** is one node wherever it shows (the present, any `/@time` or
+///   `/@block` view, `/@history`): its id is derived from `NodeInfo.version`, the sequence number of
+///   the event that produced it, which no other version has.
+/// - A **directory** of a view is keyed by (view, path): its children differ between times, so
+///   directories are never shared between views.
+/// - Synthetic directories (`/@time`, `/@block`, `/@history`, the per-element history
+///   directories) and deletion markers get ids from the synthetic range.
+public enum Node: Hashable, Sendable {
+    /// A directory of a view ("/" is the view's root; the present's root is `NodeID.root`).
+    case directory(View, path: String)
+    /// A file or symlink version.
+    case version(NodeInfo)
+    case timeRoot
+    case blockRoot
+    case historyRoot
+    /// `/@history/<path>/` for a path whose latest version is a directory: lists its children.
+    case historyDirectory(path: String)
+    /// `/@history/<path>/` for a file or symlink: one entry per version, named by canonical time.
+    case historyVersions(path: String)
+    /// `<time>.deleted` in a `historyVersions` directory: the deletion of `path` by event `seq`.
+    case deletion(path: String, seq: UInt64)
+
+    public var isDirectory: Bool {
+        switch self {
+        case .version, .deletion: return false
+        default: return true
+        }
+    }
+}
+
+/// The layout of node ids (which are also the inode numbers the kernel shows).
+///
+/// ```
+/// 1                      the present's root (FUSE_ROOT_ID)
+/// 2, 3, 4                /@time, /@block, /@history
+/// 16 + version           a file or symlink version: 16 ... 2^62 - 1
+/// 2^62 | n (n >= 1)      every other node, numbered as first met in this mount
+/// ```
+///
+/// Versions are sequence numbers, far below 2^62 - 16, so the ranges never meet. Synthetic ids are
+/// never reused within a mount: a node keeps its id after the kernel forgets it (see `NodeTable`).
+public enum NodeID {
+    public static let root: UInt64 = 1
+    public static let timeRoot: UInt64 = 2
+    public static let blockRoot: UInt64 = 3
+    public static let historyRoot: UInt64 = 4
+    public static let versionBase: UInt64 = 16
+    public static let syntheticFlag: UInt64 = 1 << 62
+    /// d_ino reported by readdir for a directory the kernel has not looked up yet (readdir must not
+    /// create nodes; `stat` always shows the real inode).
+    public static let unassignedDirectory: UInt64 = 0xFFFF_FFFF
+
+    public static func version(_ info: NodeInfo) -> UInt64 { versionBase + info.version }
+
+    public static func isSynthetic(_ id: UInt64) -> Bool { id & syntheticFlag != 0 }
+}
+
+/// Node ids → nodes, with the kernel's lookup counts.
+///
+/// Every `fuse_reply_entry` adds one to the node's count (`remember`); `forget` and `forget_multi`
+/// subtract what the kernel says; at zero the entry goes, under the same lock, so a lookup racing
+/// a forget either finds the entry (and counts) or creates it again. The fixed ids (root and the
+/// three @ directories) are always resolvable.
+///
+/// Synthetic ids are kept in `syntheticIDs` for the whole mount (node → id, never removed), so a
+/// directory has one inode number for as long as the mount lives, also across forgets: `find` and
+/// `du` rely on a directory's (dev, ino) not changing under them. That map grows with the number of
+/// distinct directories visited; fine for this slice, bounded by an LRU later.
+///
+/// All state lives inside one `Mutex`; no lock is held while calling the store or the kernel.
+public final class NodeTable: Sendable {
+    struct Entry {
+        var node: Node
+        var lookups: UInt64
+    }
+
+    struct State {
+        /// Live nodes (lookup count > 0). Protected by `state`.
+        var entries: [UInt64: Entry] = [:]
+        /// Every synthetic node met in this mount and its id. Protected by `state`.
+        var syntheticIDs: [Node: UInt64] = [:]
+        var nextSynthetic: UInt64 = 1
+    }
+
+    private let state = Mutex(State())
+    private let presentRoot: View
+
+    public init(present: View) { self.presentRoot = present }
+
+    /// The id of a fixed or version node, or nil for a synthetic one.
+    private func fixedID(_ node: Node) -> UInt64? {
+        switch node {
+        case .directory(let view, let path) where view == presentRoot && path == "/": return NodeID.root
+        case .timeRoot: return NodeID.timeRoot
+        case .blockRoot: return NodeID.blockRoot
+        case .historyRoot: return NodeID.historyRoot
+        case .version(let info): return NodeID.version(info)
+        default: return nil
+        }
+    }
+
+    private static func assign(_ node: Node, _ s: inout State) -> UInt64 {
+        if let id = s.syntheticIDs[node] { return id }
+        let id = NodeID.syntheticFlag | s.nextSynthetic
+        s.nextSynthetic += 1
+        s.syntheticIDs[node] = id
+        return id
+    }
+
+    /// Records one more kernel reference to `node` (call right before `fuse_reply_entry`); returns its id.
+    public func remember(_ node: Node) -> UInt64 {
+        let fixed = fixedID(node)
+        return state.withLock { s in
+            let id = fixed ?? Self.assign(node, &s)
+            s.entries[id, default: Entry(node: node, lookups: 0)].lookups += 1
+            return id
+        }
+    }
+
+    /// The id `node` has if the kernel knows it (for readdir's d_ino; creates nothing).
+    public func existingID(_ node: Node) -> UInt64? {
+        if let fixed = fixedID(node) { return fixed }
+        return state.withLock { $0.syntheticIDs[node] }
+    }
+
+    /// The node with id `id`, if the kernel holds a reference to it (or it is a fixed one).
+    public func node(_ id: UInt64) -> Node? {
+        switch id {
+        case NodeID.root: return .directory(presentRoot, path: "/")
+        case NodeID.timeRoot: return .timeRoot
+        case NodeID.blockRoot: return .blockRoot
+        case NodeID.historyRoot: return .historyRoot
+        default: return state.withLock { $0.entries[id]?.node }
+        }
+    }
+
+    /// The kernel dropped `count` references to `id` (`forget`, `forget_multi`).
+    public func forget(_ id: UInt64, count: UInt64) {
+        state.withLock { s in
+            guard var entry = s.entries[id] else { return }
+            entry.lookups = entry.lookups > count ? entry.lookups - count : 0
+            if entry.lookups == 0 {
+                s.entries[id] = nil
+            } else {
+                s.entries[id] = entry
+            }
+        }
+    }
+
+    /// How many references the kernel holds to `id` (tests and diagnostics).
+    public func lookupCount(_ id: UInt64) -> UInt64 { state.withLock { $0.entries[id]?.lookups ?? 0 } }
+
+    /// Live entries (tests and diagnostics).
+    public var liveCount: Int { state.withLock { $0.entries.count } }
+}

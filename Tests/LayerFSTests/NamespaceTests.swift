@@ -1,0 +1,88 @@
+import Foundation
+import LayerCore
+import Testing
+
+@testable import LayerFS
+
+/// The namespace and node table without a kernel: what each name resolves to, identities, and
+/// lookup counts.
+@Suite struct NamespaceTests {
+    /// Runs `body` with a namespace over the sample store (see `buildSampleStore`).
+    func withSample(_ body: (Namespace) throws -> Void) throws {
+        try withScratchDirectory { (dir: String) throws in
+            let path = dir + "/store"
+            try Store.create(at: path, by: tester)
+            let writer = try Store.open(path, mode: .readWrite, options: Store.Options(sealPolicy: .manual))
+            try buildSampleStore(writer)
+            try writer.close()
+            let store = try Store.open(path, mode: .readOnly, options: Store.Options(sealPolicy: .manual))
+            try body(Namespace(store: store, showAt: false))
+        }
+    }
+
+    @Test func versionsHaveOneIdInEveryView() throws {
+        try withSample { (ns: Namespace) throws in
+            let present = Node.directory(ns.present, path: "/")
+            let t5 = try ns.lookup(.timeRoot, ns.store.time(ofSequence: 5).canonical)
+            let block = try ns.lookup(.blockRoot, "1")
+            let motdNow = try ns.lookup(ns.lookup(present, "etc"), "motd")
+            let motdThen = try ns.lookup(ns.lookup(t5, "etc"), "motd")
+            let motdBlock = try ns.lookup(ns.lookup(block, "etc"), "motd")
+            #expect(motdNow == motdThen && motdThen == motdBlock)
+            let hostsNow = try ns.lookup(ns.lookup(present, "etc"), "hosts")
+            let hostsThen = try ns.lookup(ns.lookup(t5, "etc"), "hosts")
+            #expect(ns.table.remember(hostsNow) != ns.table.remember(hostsThen))
+            // Directories are per view: /etc now and /etc at event 5 are different nodes.
+            let etcNow = ns.table.remember(try ns.lookup(present, "etc"))
+            let etcThen = ns.table.remember(try ns.lookup(t5, "etc"))
+            #expect(etcNow != etcThen)
+            #expect(NodeID.isSynthetic(etcNow) && NodeID.isSynthetic(etcThen))
+        }
+    }
+
+    @Test func lookupCountsRiseWithRepliesAndFallWithForgets() throws {
+        try withSample { (ns: Namespace) throws in
+            let etc = try ns.lookup(.directory(ns.present, path: "/"), "etc")
+            let id = ns.table.remember(etc)
+            #expect(ns.table.remember(etc) == id)
+            #expect(ns.table.lookupCount(id) == 2)
+            ns.table.forget(id, count: 1)
+            #expect(ns.table.node(id) == etc)
+            ns.table.forget(id, count: 1)
+            #expect(ns.table.node(id) == nil)
+            #expect(ns.table.liveCount == 0)
+            // Looked up again, a directory gets its old id back: stable for the mount's life.
+            #expect(ns.table.remember(etc) == id)
+            // Fixed nodes always resolve, and forgetting them is harmless.
+            ns.table.forget(NodeID.root, count: 5)
+            #expect(ns.table.node(NodeID.root) == .directory(ns.present, path: "/"))
+            #expect(ns.table.node(NodeID.timeRoot) == .timeRoot)
+        }
+    }
+
+    @Test func malformedOrEarlyNamesAreNotFound() throws {
+        try withSample { (ns: Namespace) throws in
+            for name in ["garbage", "1970-01-01", "@0", "", "..", String(repeating: "9", count: 1000), "a\u{0}b"] {
+                #expect(throws: LayerError.self, "\(name)") { try ns.lookup(.timeRoot, name) }
+                do {
+                    _ = try ns.lookup(.timeRoot, name)
+                } catch let error as LayerError {
+                    #expect(error.posixErrno == ENOENT, "\(name)")
+                }
+            }
+            for name in ["0", "01", "2", "-1", "latest "] {
+                #expect(throws: LayerError.self, "\(name)") { try ns.lookup(.blockRoot, name) }
+            }
+        }
+    }
+
+    @Test func historyNamesVersionsByTimeAndMarksDeletions() throws {
+        try withSample { (ns: Namespace) throws in
+            let store = ns.store
+            let a = try ns.lookup(.historyRoot, "a.txt")
+            #expect(a == .historyVersions(path: "/a.txt"))
+            #expect(try ns.list(a).map(\.name) == [try store.time(ofSequence: 4).canonical, try store.time(ofSequence: 7).canonical + ".deleted"])
+            #expect(try ns.lookup(.historyRoot, "etc") == .historyDirectory(path: "/etc"))
+        }
+    }
+}
