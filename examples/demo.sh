@@ -12,7 +12,12 @@ layerfs="${LAYERFS:-layerfs}"
 
 work="$(mktemp -d /tmp/layerfs-demo.XXXXXX)"
 mounted=""
+fusemount=""
 cleanup() {
+  if [ -n "$fusemount" ]; then
+    for _ in 1 2 3 4 5; do fusermount3 -u "$fusemount" 2>/dev/null && break; sleep 0.3; done
+    mountpoint -q "$fusemount" && umount -l "$fusemount"
+  fi
   if [ -n "$mounted" ]; then
     for _ in 1 2 3 4 5; do umount "$mounted" 2>/dev/null && break; sleep 0.3; done
     mountpoint -q "$mounted" && umount -l "$mounted"
@@ -74,7 +79,28 @@ run "$layerfs" status "$store"
 step "7. Verify the chain"
 run "$layerfs" verify "$store"
 
-step "8. Tamper with a copy: change one byte of one event, then verify again"
+if [ -e /dev/fuse ] && command -v fusermount3 >/dev/null; then
+  step "8. Mount the store and browse history with ordinary tools (read-only for now)"
+  mkdir "$work/mnt"
+  run "$layerfs" mount "$store" "$work/mnt"
+  fusemount="$work/mnt"
+  run ls "$work/mnt"
+  run cat "$work/mnt/network/interfaces.d/eth0.conf"
+  echo '$ ls @time   (every event has a directory; the @ names are hidden from ls of the root)'
+  ls "$work/mnt/@time" | tail -n 4
+  run cat "$work/mnt/@time/$before/network/interfaces.d/eth0.conf"
+  echo "--- diff -r of the tree before and after the changes:"
+  diff -r "$work/mnt/@time/$before" "$work/mnt/@time/$after" || true
+  run ls "$work/mnt/@history/network/interfaces.d/eth0.conf"
+  run ls "$work/mnt/@block"
+  echo '$ stat -c "%i %n" (the same version has the same inode in every view)'
+  stat -c '%i %n' "$work/mnt/@time/$before/hosts" "$work/mnt/@time/$before/services/nginx.service" \
+    "$work/mnt/services/nginx.service"
+  run fusermount3 -u "$work/mnt"
+  fusemount=""
+fi
+
+step "9. Tamper with a copy: change one byte of one event, then verify again"
 cp -a "$store/." "$work/tampered"
 sed -i 's/mtu 1500/mtu 1501/' "$work/tampered/events.jsonl"  # event 5: the first eth0.conf
 set +e
