@@ -69,11 +69,18 @@ struct MountCommand: ParsableCommand {
                 logger = Logger(label: "layerfs") { SyslogLogHandler(label: $0, level: level) }
                 logger.logLevel = level
             }
-            let store = try StoreAccess.open(self.store, mode: .readOnly, logger: logger)
+            let mountOptions = MountOptions(parsing: options)
+            if let resolved = realpath(self.store, nil) {
+                defer { free(resolved) }
+                if let elsewhere = FUSESession.mountPoint(ofStore: String(cString: resolved)) {
+                    throw CLIError("store \(self.store) is already mounted on \(elsewhere) (unmount it first: fusermount3 -u \(elsewhere))", status: .locked)
+                }
+            }
+            let store = try StoreAccess.open(self.store, mode: mountOptions.readOnly ? .readOnly : .readWrite, logger: logger)
             let session: FUSESession
             do throws(MountError) {
                 session = try FUSESession(
-                    store: store, mountPoint: mountPoint, options: MountOptions(parsing: options), logger: logger)
+                    store: store, mountPoint: mountPoint, options: mountOptions, logger: logger)
             } catch {
                 let status: ExitStatus =
                     switch error.kind {
