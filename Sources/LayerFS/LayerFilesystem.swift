@@ -29,8 +29,8 @@ public final class LayerFilesystem: Sendable {
 
     /// What an open file or directory handle (`fi->fh`) holds.
     enum Handle {
-        /// A historical version's content, read once at open (a version never changes).
-        case file([UInt8])
+        /// A historical version's content (nil: a deletion marker, empty). Read by ranges.
+        case file(FileContent?)
         /// A present file: its shared open-file state.
         case presentFile(id: UInt64, file: OpenFile, writable: Bool)
         /// A directory's entries, listed once at opendir so that offsets stay valid.
@@ -204,8 +204,7 @@ extension LayerFilesystem {
             let flags = fi.pointee.flags
             if flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0 { throw Errno.readOnlyFileSystem }
             guard !node.isViewDirectory else { throw Errno.isDirectory }
-            let content = try namespace.content(node)
-            fi.pointee.fh = addHandle(.file(content))
+            fi.pointee.fh = addHandle(.file(try namespace.content(node)))
             fi.pointee.keep_cache = 1  // the version's content never changes
             if fuse_reply_open(req, fi) != 0 { removeHandle(fi.pointee.fh) }  // interrupted: no release will come
         } catch {
@@ -214,10 +213,22 @@ extension LayerFilesystem {
     }
 
     func read(_ req: fuse_req_t, size: Int, offset: Int, _ fi: UnsafeMutablePointer<fuse_file_info>) {
-        let content: [UInt8]
         switch handle(fi.pointee.fh) {
-        case .file(let bytes)?:
-            content = bytes
+        case .file(let content)?:
+            guard let content, offset >= 0, UInt64(offset) < content.size, size > 0 else {
+                fuse_reply_buf(req, nil, 0)
+                return
+            }
+            let count = Int(min(UInt64(size), content.size - UInt64(offset)))
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 16)
+            defer { buffer.deallocate() }
+            do {
+                let n = try content.read(offset: UInt64(offset), into: buffer)
+                fuse_reply_buf(req, buffer.baseAddress?.assumingMemoryBound(to: CChar.self), n)
+            } catch {
+                fuse_reply_err(req, errno(error, "read"))
+            }
+            return
         case .presentFile(_, let file, _)?:
             do {
                 try file.withBytes(offset: offset, count: size, store: namespace.store) { bytes in
@@ -229,13 +240,6 @@ extension LayerFilesystem {
             return
         default:
             fuse_reply_err(req, EBADF)
-            return
-        }
-        let start = min(max(offset, 0), content.count)
-        let end = min(start + size, content.count)
-        content.withUnsafeBufferPointer { buffer in
-            let base = buffer.baseAddress.map { UnsafeRawPointer($0 + start).assumingMemoryBound(to: CChar.self) }
-            fuse_reply_buf(req, base, end - start)
         }
     }
 

@@ -80,13 +80,16 @@ struct MountCommand: ParsableCommand {
                 logger.logLevel = level
             }
             let mountOptions = MountOptions(parsing: options)
+            // The absolute path: the daemon leaves its working directory, and /proc/mounts shows it.
+            var storePath = self.store
             if let resolved = realpath(self.store, nil) {
-                defer { free(resolved) }
-                if let elsewhere = FUSESession.mountPoint(ofStore: String(cString: resolved)) {
+                storePath = String(cString: resolved)
+                free(resolved)
+                if let elsewhere = FUSESession.mountPoint(ofStore: storePath) {
                     throw CLIError("store \(self.store) is already mounted on \(elsewhere) (unmount it first: fusermount3 -u \(elsewhere))", status: .locked)
                 }
             }
-            let store = try StoreAccess.open(self.store, mode: mountOptions.readOnly ? .readOnly : .readWrite, logger: logger)
+            let store = try StoreAccess.open(storePath, mode: mountOptions.readOnly ? .readOnly : .readWrite, logger: logger)
             let session: FUSESession
             do throws(MountError) {
                 session = try FUSESession(
