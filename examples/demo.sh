@@ -110,7 +110,8 @@ if [ -n "$have_fuse" ]; then
   step "6. Unmount: the store is closed and the new events are sealed into block 2"
   run fusermount3 -u "$mnt"
   fusemount=""
-  sleep 0.2
+  # The daemon seals and closes the store right after the unmount: wait until it let go.
+  for _ in $(seq 100); do "$layerfs" status "$store" | grep -q '^writer  *none' && break; sleep 0.1; done
 else
   step "5-6. Seal a block"
   run "$layerfs" seal "$store"

@@ -89,7 +89,9 @@ struct MountCommand: ParsableCommand {
                     throw CLIError("store \(self.store) is already mounted on \(elsewhere) (unmount it first: fusermount3 -u \(elsewhere))", status: .locked)
                 }
             }
-            let store = try StoreAccess.open(storePath, mode: mountOptions.readOnly ? .readOnly : .readWrite, logger: logger)
+            // The default seal policy: every 1000 events, every hour, and when unmounted.
+            let store = try StoreAccess.open(
+                storePath, mode: mountOptions.readOnly ? .readOnly : .readWrite, sealPolicy: SealPolicy(), logger: logger)
             let session: FUSESession
             do throws(MountError) {
                 session = try FUSESession(
