@@ -303,6 +303,80 @@ extension LayerFilesystem {
         }
     }
 
+    /// `readdirplus`: entries with their attributes, each counted as a lookup (so `ls -l` needs no
+    /// LOOKUP per entry). `.`, `..` and the entries of the @ directories go without (ino 0: the
+    /// kernel looks them up if it needs them), so listing `/@time` creates no nodes.
+    func readdirplus(_ req: fuse_req_t, size: Int, offset: Int, _ fi: UnsafeMutablePointer<fuse_file_info>) {
+        guard case .directory(let selfID, let entries)? = handle(fi.pointee.fh) else {
+            fuse_reply_err(req, EBADF)
+            return
+        }
+        let parent: Node
+        do { parent = try node(selfID) } catch {
+            fuse_reply_err(req, errno(error, "readdirplus"))
+            return
+        }
+        let withAttributes: Bool =
+            switch parent {
+            case .timeRoot, .blockRoot: false
+            default: true
+            }
+        var buffer = [CChar](repeating: 0, count: size)
+        var used = 0
+        var position = max(offset, 0)
+        buffer.withUnsafeMutableBufferPointer { out in
+            while position < entries.count + 2 {
+                var entry = fuse_entry_param()
+                let name: String
+                var counted: Node? = nil
+                switch position {
+                case 0:
+                    name = "."
+                    entry.attr.st_ino = UInt(selfID)
+                    entry.attr.st_mode = S_IFDIR
+                case 1:
+                    name = ".."
+                    entry.attr.st_ino = UInt(NodeID.unassignedDirectory)
+                    entry.attr.st_mode = S_IFDIR
+                default:
+                    let listed = entries[position - 2]
+                    name = listed.name
+                    entry.attr.st_ino = UInt(listed.ino)
+                    entry.attr.st_mode = listed.typeBits
+                    if withAttributes, let child = try? namespace.lookup(parent, name) {
+                        // A present child is counted by the lookup; others are counted here.
+                        let id: UInt64
+                        if case .present(let presentID) = child { id = presentID } else { id = namespace.table.remember(child) }
+                        if var attributes = try? namespace.attributes(child, id: id) {
+                            attributes.ino = id
+                            let times = namespace.cacheTimes(child, in: parent)
+                            entry.ino = id
+                            entry.attr = attributes.stat
+                            entry.attr_timeout = times.attributes
+                            entry.entry_timeout = times.entry
+                            counted = child
+                        } else {
+                            forgetCounted(child, id: id)
+                        }
+                    }
+                }
+                let needed = fuse_add_direntry_plus(req, out.baseAddress! + used, size - used, name, &entry, off_t(position + 1))
+                if needed > size - used {
+                    if let counted { forgetCounted(counted, id: entry.ino) }  // not sent
+                    break
+                }
+                used += needed
+                position += 1
+            }
+            fuse_reply_buf(req, out.baseAddress, used)
+        }
+    }
+
+    /// Drops a reference counted for an entry that was not sent after all.
+    private func forgetCounted(_ node: Node, id: UInt64) {
+        if case .present = node { namespace.tree.forget(id, count: 1) } else { namespace.table.forget(id, count: 1) }
+    }
+
     func releasedir(_ req: fuse_req_t, _ fi: UnsafeMutablePointer<fuse_file_info>) {
         removeHandle(fi.pointee.fh)
         fuse_reply_err(req, 0)
@@ -324,6 +398,12 @@ extension LayerFilesystem {
 
     /// `getxattr`: size 0 asks for the value's length; a buffer too small is ERANGE.
     func getxattr(_ req: fuse_req_t, _ id: fuse_ino_t, name: String, size: Int) {
+        // `ls -l` asks every file for security.selinux and the POSIX ACLs: answer those at once,
+        // without reading the event.
+        guard name.hasPrefix(Namespace.xattrPrefix) else {
+            fuse_reply_err(req, ENODATA)
+            return
+        }
         do {
             guard let value = try namespace.extendedAttributes(node(id)).first(where: { $0.name == name })?.value else {
                 throw Errno.noData

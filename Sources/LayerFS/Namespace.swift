@@ -422,6 +422,9 @@ public final class Namespace: Sendable {
         return try store.readLink(info)
     }
 
+    /// Every extended attribute layerfs shows starts with this.
+    public static let xattrPrefix = "user.layerfs."
+
     /// The extended attributes of a node: provenance of the event that produced a version (or
     /// recorded a deletion). Directories have none. Names in a fixed order.
     public func extendedAttributes(_ node: Node) throws -> [(name: String, value: String)] {
