@@ -89,13 +89,19 @@ struct MountCommand: ParsableCommand {
                     throw CLIError("store \(self.store) is already mounted on \(elsewhere) (unmount it first: fusermount3 -u \(elsewhere))", status: .locked)
                 }
             }
+            // Likewise the mount point: the daemon unmounts it by path after leaving its directory.
+            var mountPath = mountPoint
+            if let resolved = realpath(mountPoint, nil) {
+                mountPath = String(cString: resolved)
+                free(resolved)
+            }
             // The default seal policy: every 1000 events, every hour, and when unmounted.
             let store = try StoreAccess.open(
                 storePath, mode: mountOptions.readOnly ? .readOnly : .readWrite, sealPolicy: SealPolicy(), logger: logger)
             let session: FUSESession
             do throws(MountError) {
                 session = try FUSESession(
-                    store: store, mountPoint: mountPoint, options: mountOptions, logger: logger)
+                    store: store, mountPoint: mountPath, options: mountOptions, logger: logger)
             } catch {
                 let status: ExitStatus =
                     switch error.kind {
