@@ -206,6 +206,14 @@ final class OpenFile: Sendable {
         }
     }
 
+    /// A clean file's committed version changed under it (a truncate event): read that one now.
+    func reload(_ info: NodeInfo) {
+        state.withLock { s in
+            guard !s.dirty && !s.pending else { return }
+            s.content = .stored(info)
+        }
+    }
+
     /// Forget uncommitted changes (the file was unlinked or replaced: they have nowhere to go).
     func discardChanges() {
         state.withLock { s in

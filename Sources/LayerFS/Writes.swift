@@ -206,11 +206,21 @@ extension LayerFilesystem {
     /// nothing. The handle is counted out first (`releaseHandle`), so of racing releases exactly
     /// one is the last; the commit re-checks under the commit lock that no open came since.
     func releasePresent(_ req: fuse_req_t, id: UInt64, file: OpenFile) {
+        do {
+            try namespace.pathLock.shared { () throws in try finishHandle(id, file, fallback: provenance(req)) }
+        } catch {
+            logger.error("release: uncommitted writes of \(tree.path(id) ?? "a removed file") are lost: \(error)")
+        }
+    }
+
+    /// One handle on `file` is done (a release, or the temporary handle of a setattr): if it was
+    /// the last, commits what is left and lets the open file go. Path lock held (shared).
+    /// Throws the commit's error (the uncommitted changes are then dropped).
+    func finishHandle(_ id: UInt64, _ file: OpenFile, fallback who: Provenance) throws {
+        var failure: (any Error)?
         if tree.releaseHandle(id) {
-            do {
-                try commit(id, file, fallback: provenance(req), ifNoHandleOpen: true)
-            } catch {
-                logger.error("release: uncommitted writes of \(tree.path(id) ?? "a removed file") are lost: \(error)")
+            do { try commitLocked(id, file, fallback: who, ifNoHandleOpen: true) } catch {
+                failure = error
                 file.discardChanges()
             }
         }
@@ -219,6 +229,7 @@ extension LayerFilesystem {
         if stillPending, let path = tree.path(id), tree.pendingID(path) == id, tree.snapshot(id).file == nil {
             tree.removed(path)
         }
+        if let failure { throw failure }
     }
 
     /// Commits every open file (at unmount, before the store closes).
@@ -418,11 +429,29 @@ extension LayerFilesystem {
             let set = UInt32(bitPattern: toSet)
             let attributes = try namespace.pathLock.shared { () throws -> Attributes in
                 let snapshot = tree.snapshot(object)
-                let file = snapshot.file
+                // A handle of this call's own on the file's open file, if it has one: a release in
+                // flight (the kernel sends them after close returns) must not drop it under us.
+                let file = tree.attachExisting(object)
+                var handed = false
+                defer { if let file, !handed { try? finishHandle(object, file, fallback: who) } }
                 if set & UInt32(FUSE_SET_ATTR_SIZE) != 0 {
                     let size = UInt64(max(attr.st_size, 0))
                     if let file {
-                        try file.truncate(to: size, explicit: true, by: who, store: store)
+                        // ftruncate through a descriptor open for writing is that handle's change.
+                        var throughWriter = false
+                        if let fi, case .presentFile(_, _, true)? = handle(fi.pointee.fh) { throughWriter = true }
+                        try file.commitLock.withLock { (_: inout ()) throws in
+                            if throughWriter || file.isDirtyOrPending {
+                                // Committed with the writes, at flush or close.
+                                try file.truncate(to: size, explicit: true, by: who, store: store)
+                            } else {
+                                // truncate(2) of a clean file (only readers have it open): an event
+                                // now, as for a closed file.
+                                guard let path = snapshot.path else { throw LayerError(.notFound, "removed from the present") }
+                                try store.commit(.truncate(path: path, size: size), by: who)
+                                file.reload(try store.stat(path))
+                            }
+                        }
                     } else {
                         guard let path = snapshot.path else { throw LayerError(.notFound, "removed from the present") }
                         try store.commit(.truncate(path: path, size: size), by: who)
@@ -462,6 +491,10 @@ extension LayerFilesystem {
                         let mtime = Timestamp(nanoseconds: scaled &+ Int64(attr.st_mtim.tv_nsec))
                         try store.commit(.setModificationTime(path: path, mtime: mtime), by: who)
                     }
+                }
+                if let file {
+                    handed = true
+                    try finishHandle(object, file, fallback: who)  // commits if it was the last
                 }
                 return try namespace.presentAttributes(object)
             }
