@@ -183,13 +183,19 @@ extension LayerFilesystem {
 
     /// The last chance to commit (writes through mmap reach us after flush); then the handle goes.
     func releasePresent(_ req: fuse_req_t, id: UInt64, file: OpenFile) {
+        // A new file whose commit failed (ENOSPC, EIO) was never in the store: it must leave the
+        // tree like any other pending file released uncommitted. `discardChanges` clears the
+        // pending flag, so read it first; otherwise the name stayed listed by readdir (stat of it:
+        // ENOENT) until the kernel forgot the inode.
+        var failedWhilePending = false
         do {
             try commit(id, file, fallback: provenance(req))
         } catch {
             logger.error("release: uncommitted writes of \(tree.path(id) ?? "a removed file") are lost: \(error)")
+            failedWhilePending = file.isPending
             file.discardChanges()
         }
-        let stillPending = file.isPending
+        let stillPending = failedWhilePending || file.isPending
         tree.closeFile(id)
         if stillPending, let path = tree.path(id), tree.pendingID(path) == id, tree.snapshot(id).file == nil {
             tree.removed(path)
