@@ -76,7 +76,17 @@ struct MountCommand: ParsableCommand {
                     throw CLIError("store \(self.store) is already mounted on \(elsewhere) (unmount it first: fusermount3 -u \(elsewhere))", status: .locked)
                 }
             }
-            let store = try StoreAccess.open(self.store, mode: mountOptions.readOnly ? .readOnly : .readWrite, logger: logger)
+            // The mount is the long-running writer: it seals by the default policy (every 1000
+            // events, every hour, and at close, FORMAT.md §8.3). StoreAccess's default is manual,
+            // which left every change of a mount unsealed.
+            // By its absolute, symlink-free path: the daemon leaves the working directory for /
+            // once mounted, and the store reaches its files by path (blobs, the block head); and
+            // the path is the mount's fsname, by which the "already mounted" check above finds it.
+            // (`layerfs mount ./store` read and wrote blobs relative to / and failed with EIO and
+            // ENOENT, and a second mount got the writer-lock error instead.)
+            let store = try StoreAccess.open(
+                StoreAccess.absolute(self.store), mode: mountOptions.readOnly ? .readOnly : .readWrite,
+                sealPolicy: SealPolicy(), logger: logger)
             let session: FUSESession
             do throws(MountError) {
                 session = try FUSESession(
