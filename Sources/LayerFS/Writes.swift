@@ -218,13 +218,19 @@ extension LayerFilesystem {
     /// Throws the commit's error (the uncommitted changes are then dropped).
     func finishHandle(_ id: UInt64, _ file: OpenFile, fallback who: Provenance) throws {
         var failure: (any Error)?
+        // A new file whose commit failed (ENOSPC, EIO) was never in the store: it must leave the
+        // tree like any other pending file released uncommitted. `discardChanges` clears the
+        // pending flag, so read it first; otherwise the name stayed listed by readdir (stat of it:
+        // ENOENT) until the kernel forgot the inode.
+        var failedWhilePending = false
         if tree.releaseHandle(id) {
             do { try commitLocked(id, file, fallback: who, ifNoHandleOpen: true) } catch {
                 failure = error
+                failedWhilePending = file.isPending
                 file.discardChanges()
             }
         }
-        let stillPending = file.isPending
+        let stillPending = failedWhilePending || file.isPending
         tree.dropClosedFile(id)
         if stillPending, let path = tree.path(id), tree.pendingID(path) == id, tree.snapshot(id).file == nil {
             tree.removed(path)
