@@ -34,11 +34,12 @@ extension LayerFilesystem {
     var store: Store { namespace.store }
     var tree: PresentTree { namespace.tree }
 
-    /// Who is asking: the FUSE request's uid, gid and pid, and the process's name.
+    /// Who is asking: the FUSE request's uid and gid, the process of its thread, and its name.
+    /// (The request names the calling thread; the process and its name are read from /proc once
+    /// per thread and cached, so a stream of writes does not read /proc for each.)
     func provenance(_ req: fuse_req_t) -> Provenance {
         guard let ctx = fuse_req_ctx(req)?.pointee else { return .currentProcess() }
-        let name = Provenance.processName(pid: ctx.pid) ?? "unknown"
-        return Provenance(uid: ctx.uid, gid: ctx.gid, pid: ctx.pid, process: name)
+        return provenanceCache.provenance(uid: ctx.uid, gid: ctx.gid, thread: ctx.pid)
     }
 
     /// The present object `id` names, or EROFS when it is in a historical view or an @ directory.
