@@ -44,8 +44,12 @@ enum Callbacks {
         if conn.pointee.capable & UInt32(FUSE_CAP_ATOMIC_O_TRUNC) != 0 {
             conn.pointee.want |= UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
         }
-        // Bigger writes: fewer requests for large files.
+        // Bigger writes and reads: fewer requests for large files.
         conn.pointee.max_write = 1 << 20
+        conn.pointee.max_readahead = 1 << 20
+        // Reads of blobs are replied by splicing from the blob's descriptor (no copy through us).
+        let splice = UInt32(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE)
+        conn.pointee.want |= conn.pointee.capable & splice
     }
 
     /// The operations layerfs implements (see LayerFilesystem.swift and Writes.swift).

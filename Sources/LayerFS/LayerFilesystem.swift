@@ -249,6 +249,10 @@ extension LayerFilesystem {
                 return
             }
             let count = Int(min(UInt64(size), content.size - UInt64(offset)))
+            if let fd = content.blobDescriptor {
+                Self.replyFromDescriptor(req, fd: fd, offset: offset, count: count)
+                return
+            }
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 16)
             defer { buffer.deallocate() }
             do {
@@ -260,6 +264,13 @@ extension LayerFilesystem {
             return
         case .presentFile(_, let file, _)?:
             do {
+                if let (content, count) = try file.blobRange(offset: offset, count: size, store: namespace.store),
+                    let fd = content.blobDescriptor
+                {
+                    // Clean and in a blob: `content` stays alive until the reply is sent.
+                    withExtendedLifetime(content) { Self.replyFromDescriptor(req, fd: fd, offset: offset, count: count) }
+                    return
+                }
                 try file.withBytes(offset: offset, count: size, store: namespace.store) { bytes in
                     _ = fuse_reply_buf(req, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count)
                 }
@@ -270,6 +281,21 @@ extension LayerFilesystem {
         default:
             fuse_reply_err(req, EBADF)
         }
+    }
+
+    /// Replies to a read with `count` bytes of `fd` at `offset`, which libfuse splices into the
+    /// reply (pages move from the blob's page cache; nothing is copied through this process).
+    static func replyFromDescriptor(_ req: fuse_req_t, fd: Int32, offset: Int, count: Int) {
+        var vector = fuse_bufvec()
+        vector.count = 1
+        vector.idx = 0
+        vector.off = 0
+        vector.buf.size = count
+        vector.buf.flags = fuse_buf_flags(rawValue: FUSE_BUF_IS_FD.rawValue | FUSE_BUF_FD_SEEK.rawValue)
+        vector.buf.fd = fd
+        vector.buf.pos = off_t(offset)
+        vector.buf.mem = nil
+        fuse_reply_data(req, &vector, FUSE_BUF_SPLICE_MOVE)
     }
 
     func release(_ req: fuse_req_t, _ fi: UnsafeMutablePointer<fuse_file_info>) {

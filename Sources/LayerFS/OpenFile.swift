@@ -90,6 +90,19 @@ final class OpenFile: Sendable {
         }
     }
 
+    /// For a clean file whose content is a blob: the blob and how many bytes to read at `offset`
+    /// (0 past the end); nil when the read must go through `withBytes` (written, or inline).
+    func blobRange(offset: Int, count: Int, store: Store) throws(LayerError) -> (FileContent, Int)? {
+        try state.withLock { (s: inout State) throws(LayerError) -> (FileContent, Int)? in
+            if case .stored(let info?) = s.content, info.size > Self.rangedReadThreshold {
+                s.content = .ranged(try store.openContent(info), info)
+            }
+            guard case .ranged(let content, _) = s.content, content.blobDescriptor != nil else { return nil }
+            guard offset >= 0, UInt64(offset) < content.size, count > 0 else { return nil }
+            return (content, Int(min(UInt64(count), content.size - UInt64(offset))))
+        }
+    }
+
     /// Calls `body` with up to `count` bytes at `offset` (fewer at the end of the file).
     func withBytes(offset: Int, count: Int, store: Store, _ body: (UnsafeRawBufferPointer) -> Void) throws(LayerError) {
         try state.withLock { (s: inout State) throws(LayerError) in

@@ -50,6 +50,14 @@ public final class FileContent: Sendable {
         if case .blob(let fd, _) = source { FileSystem.close(fd) }
     }
 
+    /// The blob's open descriptor, for replies that move its pages without copying them (FUSE
+    /// splice); nil for inline content. Valid while this object lives: keep it alive meanwhile.
+    /// Read with it, the size is not checked again (see `read`).
+    public var blobDescriptor: Int32? {
+        if case .blob(let fd, _) = source { return fd }
+        return nil
+    }
+
     /// Up to `count` bytes from `offset`: fewer at the end of the content, none at or past it.
     public func read(offset: UInt64, count: Int) throws(LayerError) -> [UInt8] {
         guard count >= 0 else {
