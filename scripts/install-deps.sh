@@ -12,7 +12,10 @@ packages=(
   libbtrfsutil-dev  # btrfs subvolumes and snapshots through the C API
   btrfs-progs     # mkfs.btrfs for the loop-mounted btrfs in tests and the demo
   util-linux      # losetup, mount
-  python3         # tools/verify-format.py, the independent format verifier
+  python3         # tools/verify-format.py, the independent format verifier; bench/mount-bench.py
+  rsync           # mount tests: rsync from time directories
+  attr            # getfattr/setfattr: provenance xattrs in the demo and the tests
+  e2fsprogs       # mkfs.ext4 for the small full-disk filesystem in the ENOSPC mount test
 )
 
 missing=()

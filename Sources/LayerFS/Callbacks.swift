@@ -27,12 +27,31 @@ enum Callbacks {
         return String(validatingCString: pointer)
     }
 
-    static func readOnly(_ req: fuse_req_t?) { fuse_reply_err(req, EROFS) }
+    /// A name for a new entry (or a symlink target): one that is not UTF-8 cannot be stored, so the
+    /// request fails with EILSEQ (replied here; nil means done).
+    static func newName(_ req: fuse_req_t, _ pointer: UnsafePointer<CChar>?) -> String? {
+        guard let name = name(pointer) else {
+            fuse_reply_err(req, EILSEQ)
+            return nil
+        }
+        return name
+    }
 
-    /// The operations layerfs implements. Everything that would modify the tree answers EROFS in
-    /// this read-only slice (the mount is also `ro`, so the kernel refuses most of them first).
+    /// libfuse's `init`: what layerfs wants of the kernel.
+    static func configure(_ conn: UnsafeMutablePointer<fuse_conn_info>?) {
+        guard let conn else { return }
+        // open(O_TRUNC) arrives as one open with the flag (not a setattr first): one event with the writes.
+        if conn.pointee.capable & UInt32(FUSE_CAP_ATOMIC_O_TRUNC) != 0 {
+            conn.pointee.want |= UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
+        }
+        // Bigger writes: fewer requests for large files.
+        conn.pointee.max_write = 1 << 20
+    }
+
+    /// The operations layerfs implements (see LayerFilesystem.swift and Writes.swift).
     static func operations() -> fuse_lowlevel_ops {
         var ops = fuse_lowlevel_ops()
+        ops.`init` = { _, conn in Callbacks.configure(conn) }
         ops.lookup = { req, parent, name in
             guard let req else { return }
             guard let name = Callbacks.name(name) else {
@@ -101,20 +120,80 @@ enum Callbacks {
             Callbacks.filesystem(req).listxattr(req, ino, size: size)
         }
 
-        // Modifications: EROFS (the present becomes writable in a later step of issue 3).
-        ops.setattr = { req, _, _, _, _ in Callbacks.readOnly(req) }
-        ops.mknod = { req, _, _, _, _ in Callbacks.readOnly(req) }
-        ops.mkdir = { req, _, _, _ in Callbacks.readOnly(req) }
-        ops.unlink = { req, _, _ in Callbacks.readOnly(req) }
-        ops.rmdir = { req, _, _ in Callbacks.readOnly(req) }
-        ops.symlink = { req, _, _, _ in Callbacks.readOnly(req) }
-        ops.rename = { req, _, _, _, _, _ in Callbacks.readOnly(req) }
-        ops.link = { req, _, _, _ in Callbacks.readOnly(req) }
-        ops.write = { req, _, _, _, _, _ in Callbacks.readOnly(req) }
-        ops.create = { req, _, _, _, _ in Callbacks.readOnly(req) }
-        ops.setxattr = { req, _, _, _, _, _ in Callbacks.readOnly(req) }
-        ops.removexattr = { req, _, _ in Callbacks.readOnly(req) }
-        ops.fallocate = { req, _, _, _, _, _ in Callbacks.readOnly(req) }
+        ops.flush = { req, _, fi in
+            guard let req, let fi else { return }
+            Callbacks.filesystem(req).flushOrSync(req, fi, "flush")
+        }
+        ops.fsync = { req, _, _, fi in
+            guard let req, let fi else { return }
+            Callbacks.filesystem(req).flushOrSync(req, fi, "fsync")
+        }
+        ops.fsyncdir = { req, _, _, _ in fuse_reply_err(req, 0) }  // directory changes are durable when replied
+        ops.write = { req, _, buf, size, offset, fi in
+            guard let req, let fi else { return }
+            Callbacks.filesystem(req).write(req, UnsafeRawBufferPointer(start: buf, count: size), offset: Int(offset), fi)
+        }
+        ops.create = { req, parent, name, mode, fi in
+            guard let req, let fi else { return }
+            guard let name = Callbacks.newName(req, name) else { return }
+            Callbacks.filesystem(req).create(req, parent: parent, name: name, mode: mode, fi)
+        }
+        ops.mknod = { req, parent, name, mode, _ in
+            guard let req, let name = Callbacks.newName(req, name) else { return }
+            Callbacks.filesystem(req).mknod(req, parent: parent, name: name, mode: mode)
+        }
+        ops.mkdir = { req, parent, name, mode in
+            guard let req, let name = Callbacks.newName(req, name) else { return }
+            Callbacks.filesystem(req).mkdir(req, parent: parent, name: name, mode: mode)
+        }
+        ops.symlink = { req, link, parent, name in
+            guard let req, let name = Callbacks.newName(req, name) else { return }
+            guard let target = Callbacks.newName(req, link) else { return }
+            Callbacks.filesystem(req).symlink(req, target: target, parent: parent, name: name)
+        }
+        ops.unlink = { req, parent, name in
+            guard let req else { return }
+            guard let name = Callbacks.name(name) else {
+                fuse_reply_err(req, ENOENT)
+                return
+            }
+            Callbacks.filesystem(req).unlink(req, parent: parent, name: name)
+        }
+        ops.rmdir = { req, parent, name in
+            guard let req else { return }
+            guard let name = Callbacks.name(name) else {
+                fuse_reply_err(req, ENOENT)
+                return
+            }
+            Callbacks.filesystem(req).rmdir(req, parent: parent, name: name)
+        }
+        ops.rename = { req, parent, name, newParent, newName, flags in
+            guard let req else { return }
+            guard let name = Callbacks.name(name) else {
+                fuse_reply_err(req, ENOENT)
+                return
+            }
+            guard let newName = Callbacks.newName(req, newName) else { return }
+            Callbacks.filesystem(req).rename(req, parent: parent, name: name, newParent: newParent, newName: newName, flags: flags)
+        }
+        ops.link = { req, ino, newParent, _ in
+            guard let req else { return }
+            Callbacks.filesystem(req).link(req, ino, newParent: newParent)
+        }
+        ops.setattr = { req, ino, attr, toSet, fi in
+            guard let req, let attr else { return }
+            Callbacks.filesystem(req).setattr(req, ino, attr.pointee, toSet: toSet, fi)
+        }
+        ops.setxattr = { req, ino, _, _, _, _ in
+            guard let req else { return }
+            Callbacks.filesystem(req).setOrRemoveXattr(req, ino)
+        }
+        ops.removexattr = { req, ino, _ in
+            guard let req else { return }
+            Callbacks.filesystem(req).setOrRemoveXattr(req, ino)
+        }
+        ops.fallocate = { req, _, _, _, _, _ in fuse_reply_err(req, EOPNOTSUPP) }
+        ops.copy_file_range = nil  // the kernel falls back to read + write
         return ops
     }
 }

@@ -10,6 +10,8 @@ import Glibc
 public struct MountOptions: Sendable {
     /// `show_at`: list @time, @block and @history in readdir of the root.
     public var showAt = false
+    /// `ro`: the store is opened read-only and every change fails with EROFS.
+    public var readOnly = false
     /// Options for libfuse and the kernel (allow_other, default_permissions, debug, ...).
     public var fuseOptions: [String] = []
 
@@ -21,7 +23,14 @@ public struct MountOptions: Sendable {
             for option in value.split(separator: ",", omittingEmptySubsequences: true) {
                 switch option {
                 case "show_at": showAt = true
-                case "rw": continue  // this slice mounts read-only whatever is asked
+                case "ro":
+                    readOnly = true
+                    fuseOptions.append("ro")
+                case "rw":
+                    readOnly = false
+                    fuseOptions.removeAll { $0 == "ro" }
+                // The kernel checks permissions against the modes and owners layerfs reports; always on.
+                case "default_permissions": continue
                 default: fuseOptions.append(String(option))
                 }
             }
@@ -64,7 +73,7 @@ public final class FUSESession {
 
         // fsname shows in /proc/mounts and df; a comma would split the option list.
         let source = store.path.contains(",") ? "layerfs" : store.path
-        let optionList = (["fsname=" + source, "subtype=layerfs"] + options.fuseOptions + ["ro"]).joined(separator: ",")
+        let optionList = (["fsname=" + source, "subtype=layerfs", "default_permissions"] + options.fuseOptions).joined(separator: ",")
         var args = fuse_args(argc: 0, argv: nil, allocated: 0)
         defer { fuse_opt_free_args(&args) }
         for argument in ["layerfs", "-o", optionList] { fuse_opt_add_arg(&args, argument) }
@@ -84,7 +93,8 @@ public final class FUSESession {
             throw MountError(.fuse, "could not mount on \(mountPoint) (see the message above)")
         }
         self.session = session
-        logger.info("mounted \(store.path) on \(mountPoint) (read-only, head is event \(store.headSequence))")
+        let access = store.accessMode == .readOnly ? "read-only" : "read-write"
+        logger.info("mounted \(store.path) on \(mountPoint) (\(access), head is event \(store.headSequence))")
     }
 
     /// A mount point must be an existing directory that nothing is mounted on yet.
@@ -100,6 +110,23 @@ public final class FUSESession {
         if isMountPoint(path) {
             throw MountError(.busy, "mount point \(path) is busy: something is already mounted there (unmount it first)")
         }
+    }
+
+    /// Where the store at `storePath` is mounted by layerfs already (fsname = its path), if anywhere.
+    public static func mountPoint(ofStore storePath: String) -> String? {
+        guard let file = fopen("/proc/self/mountinfo", "r") else { return nil }
+        defer { fclose(file) }
+        var line: UnsafeMutablePointer<CChar>? = nil
+        var capacity = 0
+        defer { free(line) }
+        while getline(&line, &capacity, file) > 0 {
+            // ... mount-point ... " - " fstype source super-options
+            let fields = String(cString: line!).split(whereSeparator: { $0 == " " || $0 == "\n" })
+            guard let dash = fields.firstIndex(of: "-"), dash > 4, dash + 2 < fields.count else { continue }
+            guard fields[dash + 1] == "fuse.layerfs" else { continue }
+            if unescapeMountField(fields[dash + 2]) == storePath { return unescapeMountField(fields[4]) }
+        }
+        return nil
     }
 
     /// True when `path` (resolved) is a mount point in /proc/self/mountinfo.
@@ -148,6 +175,8 @@ public final class FUSESession {
         let status = layerfs_fuse_session_loop_mt(session, config)
         if let config { fuse_loop_cfg_destroy(config) }
         tearDown()
+        // Unmounted (or lazily detached): commit what handles still hold before the store closes.
+        filesystem.commitAll()
         if status != 0 { logger.warning("the FUSE loop ended with status \(status)") }
         logger.info("unmounted \(mountPoint)")
         return status

@@ -1,13 +1,13 @@
 // The FUSE adapter: libfuse low-level callbacks over `Namespace`.
 //
 // Caching and consistency contract:
-// - The mount is read-only in this slice (mounted `ro`; every modifying operation returns EROFS),
-//   and the store is opened read-only: the mount shows the store as it was when mounted.
-// - A file or symlink version never changes: attributes are cached for a day and every open sets
-//   keep_cache, in every view (one inode per version, so its pages are cached once for all views).
-// - Entries and directories of immutable views (a time at or before the head, a sealed block) are
+// - The present is read-write (unless mounted `ro`): its objects are live (`PresentTree`), cached
+//   for 1 s, opened without keep_cache. Changes commit as events (see Writes.swift).
+// - A historical file or symlink version never changes: attributes are cached for a day and every
+//   open sets keep_cache (one inode per version, so its pages are cached once for all views).
+// - Entries and directories of immutable views (a time before the head's, a sealed block) are
 //   cached for a day (entry, attributes, negative lookups, readdir via cache_readdir).
-// - The present, `latest`, and the @ directories (which grow with new events) use 1 s.
+// - `latest`, the head's time and the @ directories (which grow with new events) use 1 s.
 //
 // Threads: libfuse calls these from its worker threads (fuse_session_loop_mt). State is in the
 // node table's and the handle table's mutexes; neither is held while calling the store or replying.
@@ -29,8 +29,10 @@ public final class LayerFilesystem: Sendable {
 
     /// What an open file or directory handle (`fi->fh`) holds.
     enum Handle {
-        /// A file's content, read once at open (a version never changes).
+        /// A historical version's content, read once at open (a version never changes).
         case file([UInt8])
+        /// A present file: its shared open-file state.
+        case presentFile(id: UInt64, file: OpenFile, writable: Bool)
         /// A directory's entries, listed once at opendir so that offsets stay valid.
         case directory(self: UInt64, entries: [ListedEntry])
     }
@@ -66,6 +68,13 @@ public final class LayerFilesystem: Sendable {
 
     /// The node for `id`, or ESTALE when the kernel names one it was never given (a bug).
     func node(_ id: fuse_ino_t) throws -> Node {
+        if NodeID.isPresent(id) {
+            guard namespace.tree.contains(id) else {
+                logger.warning("the kernel named unknown present object \(id)")
+                throw Errno.staleNFSFileHandle
+            }
+            return .present(id)
+        }
         guard let node = namespace.table.node(id) else {
             logger.warning("the kernel named unknown node \(id)")
             throw Errno.staleNFSFileHandle
@@ -134,11 +143,20 @@ extension LayerFilesystem {
                 fuse_reply_entry(req, &entry)
                 return
             }
-            let id = namespace.table.existingID(child) ?? 0
-            var attributes = try namespace.attributes(child, id: id)
+            var attributes: Attributes
+            if case .present(let childID) = child {
+                // Counted by the namespace's lookup: undone if the attributes fail.
+                do { attributes = try namespace.attributes(child, id: childID) } catch {
+                    namespace.forgetPresent(childID)
+                    throw error
+                }
+            } else {
+                let id = namespace.table.existingID(child) ?? 0
+                attributes = try namespace.attributes(child, id: id)
+                // Counted only once everything that can fail has succeeded: the reply below is sent.
+                attributes.ino = namespace.table.remember(child)
+            }
             let times = namespace.cacheTimes(child, in: parentNode)
-            // Counted only once everything that can fail has succeeded: the reply below is sent.
-            attributes.ino = namespace.table.remember(child)
             entry.ino = attributes.ino
             entry.attr = attributes.stat
             entry.attr_timeout = times.attributes
@@ -150,7 +168,11 @@ extension LayerFilesystem {
     }
 
     func forget(_ id: fuse_ino_t, count: UInt64) {
-        namespace.table.forget(id, count: count)
+        if NodeID.isPresent(id) {
+            namespace.tree.forget(id, count: count)
+        } else {
+            namespace.table.forget(id, count: count)
+        }
     }
 
     func getattr(_ req: fuse_req_t, _ id: fuse_ino_t) {
@@ -174,10 +196,14 @@ extension LayerFilesystem {
 
     func open(_ req: fuse_req_t, _ id: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>) {
         do {
+            let node = try node(id)
+            if case .present = node {
+                try openPresent(req, id, fi)
+                return
+            }
             let flags = fi.pointee.flags
             if flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0 { throw Errno.readOnlyFileSystem }
-            let node = try node(id)
-            guard !node.isDirectory else { throw Errno.isDirectory }
+            guard !node.isViewDirectory else { throw Errno.isDirectory }
             let content = try namespace.content(node)
             fi.pointee.fh = addHandle(.file(content))
             fi.pointee.keep_cache = 1  // the version's content never changes
@@ -188,7 +214,20 @@ extension LayerFilesystem {
     }
 
     func read(_ req: fuse_req_t, size: Int, offset: Int, _ fi: UnsafeMutablePointer<fuse_file_info>) {
-        guard case .file(let content)? = handle(fi.pointee.fh) else {
+        let content: [UInt8]
+        switch handle(fi.pointee.fh) {
+        case .file(let bytes)?:
+            content = bytes
+        case .presentFile(_, let file, _)?:
+            do {
+                try file.withBytes(offset: offset, count: size, store: namespace.store) { bytes in
+                    _ = fuse_reply_buf(req, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count)
+                }
+            } catch {
+                fuse_reply_err(req, errno(error, "read"))
+            }
+            return
+        default:
             fuse_reply_err(req, EBADF)
             return
         }
@@ -201,6 +240,9 @@ extension LayerFilesystem {
     }
 
     func release(_ req: fuse_req_t, _ fi: UnsafeMutablePointer<fuse_file_info>) {
+        if case .presentFile(let id, let file, _)? = handle(fi.pointee.fh) {
+            releasePresent(req, id: id, file: file)
+        }
         removeHandle(fi.pointee.fh)
         fuse_reply_err(req, 0)
     }
@@ -208,7 +250,6 @@ extension LayerFilesystem {
     func opendir(_ req: fuse_req_t, _ id: fuse_ino_t, _ fi: UnsafeMutablePointer<fuse_file_info>) {
         do {
             let node = try node(id)
-            guard node.isDirectory else { throw Errno.notDirectory }
             let entries = try namespace.list(node)
             fi.pointee.fh = addHandle(.directory(self: id, entries: entries))
             if namespace.isImmutable(node) {
@@ -263,11 +304,17 @@ extension LayerFilesystem {
         fuse_reply_err(req, 0)
     }
 
+    /// `statfs`: the space of the filesystem holding the store (what commits can use), names of
+    /// at most NAME_MAX bytes.
     func statfs(_ req: fuse_req_t) {
         var st = statvfs()
-        st.f_bsize = 4096
-        st.f_frsize = 4096
+        if statvfs(namespace.store.path, &st) != 0 {
+            st = statvfs()
+            st.f_bsize = 4096
+            st.f_frsize = 4096
+        }
         st.f_namemax = UInt(StorePath.nameMax)
+        st.f_fsid = 0
         fuse_reply_statfs(req, &st)
     }
 

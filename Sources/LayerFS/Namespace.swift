@@ -33,7 +33,7 @@ public struct CacheTimes: Sendable {
 /// each directory lists. Pure Swift, no FUSE: the adapter (`LayerFilesystem`) calls it and replies.
 ///
 /// ```
-/// /                       the present (the store's head); @ names hidden from readdir unless showAt
+/// /                       the present (live, read-write); @ names hidden from readdir unless showAt
 /// /@time/                 `latest` and the canonical time of every event (the last event at that time)
 /// /@time/<T>/             the tree at the last event at or before T (any TimeExpression form, or latest)
 /// /@block/                `latest` and the number of every sealed block
@@ -48,7 +48,10 @@ public struct CacheTimes: Sendable {
 public final class Namespace: Sendable {
     public let store: Store
     public let table: NodeTable
-    public let present: View
+    /// The present's live objects.
+    let tree = PresentTree()
+    /// Held shared to resolve a present id to its path and act on it; exclusively to move paths.
+    let pathLock = ReadWriteLock()
     /// List @time, @block and @history in readdir of the root (mount option `show_at`).
     public let showAt: Bool
 
@@ -61,17 +64,20 @@ public final class Namespace: Sendable {
     public init(store: Store, showAt: Bool) {
         self.store = store
         self.showAt = showAt
-        self.present = View(kind: .present, seq: store.headSequence, isImmutable: false)
-        self.table = NodeTable(present: present)
+        self.table = NodeTable()
     }
 
     // MARK: Lookup
 
     /// The node `name` names in directory `parent`. Throws LayerError (`.notFound` ...) or Errno.
+    ///
+    /// A present object found is *remembered* (one more kernel reference, `PresentTree.remember`):
+    /// the caller must `forgetPresent` it if it does not reply with the entry. Other nodes are
+    /// counted by the caller (`NodeTable.remember`).
     public func lookup(_ parent: Node, _ name: String) throws -> Node {
         switch parent {
-        case .directory(let view, let path):
-            if view.kind == .present && path == "/" && name.hasPrefix("@") {
+        case .present(let id):
+            if id == NodeID.root && name.hasPrefix("@") {
                 switch name {
                 case "@time": return .timeRoot
                 case "@block": return .blockRoot
@@ -79,6 +85,14 @@ public final class Namespace: Sendable {
                 default: throw LayerError(.notFound, "names starting with @ at the root are reserved", path: "/" + name)
                 }
             }
+            return try pathLock.shared { () throws -> Node in
+                let child = try Self.childPath(presentPath(id), name)
+                if tree.pendingID(child) == nil {
+                    _ = try store.stat(child)
+                }
+                return .present(tree.remember(child))
+            }
+        case .directory(let view, let path):
             let child = try Self.childPath(path, name)
             let info = try store.stat(child, at: view.seq)
             return info.kind == .directory ? .directory(view, path: child) : .version(info)
@@ -122,7 +136,8 @@ public final class Namespace: Sendable {
         }
         let seq = try store.sequence(at: time)  // .outOfRange (ENOENT) before the first event
         // A time past the head's shows the head, which later events would change.
-        let immutable = try time <= store.time(ofSequence: head)
+        // (Strictly before: a new event may still carry the head's time.)
+        let immutable = try time < store.time(ofSequence: head)
         return View(kind: .time(name), seq: seq, isImmutable: immutable)
     }
 
@@ -182,10 +197,27 @@ public final class Namespace: Sendable {
         return out
     }
 
+    /// The current path of a present object: ENOENT once it was unlinked or replaced.
+    func presentPath(_ id: UInt64) throws -> String {
+        guard let path = tree.path(id) else { throw LayerError(.notFound, "removed from the present") }
+        return path
+    }
+
+    /// Drops references counted by `lookup` that were not given to the kernel.
+    public func forgetPresent(_ id: UInt64, count: UInt64 = 1) { tree.forget(id, count: count) }
+
+    /// The version a present object has in the store now (its last committed state).
+    func presentInfo(_ id: UInt64) throws -> (path: String, info: NodeInfo) {
+        let path = try presentPath(id)
+        return (path, try store.stat(path))
+    }
+
     // MARK: Attributes
 
     public func attributes(_ node: Node, id: UInt64) throws -> Attributes {
         switch node {
+        case .present(let object):
+            return try pathLock.shared { () throws -> Attributes in try presentAttributes(object) }
         case .directory(let view, let path):
             let info = try store.stat(path, at: view.seq)
             guard info.kind == .directory else { throw Errno.notDirectory }
@@ -204,6 +236,32 @@ public final class Namespace: Sendable {
                 ino: id, type: .regular, permissions: 0o444, uid: 0, gid: 0, size: 0,
                 mtime: store.time(ofSequence: seq), linkCount: 1)
         }
+    }
+
+    /// A present object's attributes: an open file's uncommitted size and mtime show at once; a
+    /// detached object still open shows its last attributes with no links.
+    func presentAttributes(_ id: UInt64) throws -> Attributes {
+        let object = tree.snapshot(id)
+        guard object.known else { throw Errno.staleNFSFileHandle }
+        guard let path = object.path else {
+            if let pending = object.file?.attributes(id: id, committed: nil) { return pending }
+            guard var last = object.last else { throw LayerError(.notFound, "removed from the present") }
+            last.linkCount = 0
+            if let file = object.file, let live = file.attributes(id: id, committed: last) { last = live }
+            last.linkCount = 0
+            return last
+        }
+        if let file = object.file, file.isPending, let pending = file.attributes(id: id, committed: nil) {
+            tree.noteAttributes(id, pending)
+            return pending
+        }
+        let info = try store.stat(path)
+        var attributes = Self.attributes(of: info, id: id)
+        if let file = object.file {
+            attributes = file.attributes(id: id, committed: attributes) ?? attributes
+            tree.noteAttributes(id, attributes)
+        }
+        return attributes
     }
 
     static func attributes(of info: NodeInfo, id: UInt64) -> Attributes {
@@ -225,6 +283,8 @@ public final class Namespace: Sendable {
     /// How long the kernel may cache the entry for `node` found in `parent`, and its attributes.
     public func cacheTimes(_ node: Node, in parent: Node?) -> CacheTimes {
         switch node {
+        case .present:
+            return Self.liveTimes
         case .version, .deletion:
             // A version never changes; only the name → version mapping of a live view does.
             var times = Self.immutableTimes
@@ -246,13 +306,36 @@ public final class Namespace: Sendable {
     /// The entries of a directory node, in a stable order (without `.` and `..`).
     public func list(_ node: Node) throws -> [ListedEntry] {
         switch node {
+        case .present(let id):
+            return try pathLock.shared { () throws -> [ListedEntry] in
+                let path = try presentPath(id)
+                var out: [ListedEntry] = []
+                if path == "/" && showAt {
+                    out.append(ListedEntry(name: "@time", ino: NodeID.timeRoot, type: .directory))
+                    out.append(ListedEntry(name: "@block", ino: NodeID.blockRoot, type: .directory))
+                    out.append(ListedEntry(name: "@history", ino: NodeID.historyRoot, type: .directory))
+                }
+                for entry in try store.list(path) {
+                    let type: Attributes.FileType =
+                        switch entry.info.kind {
+                        case .file: .regular
+                        case .directory: .directory
+                        case .symlink: .symlink
+                        }
+                    let ino = tree.existingID(StorePath.join(path, entry.name)) ?? NodeID.unassignedDirectory
+                    out.append(ListedEntry(name: entry.name, ino: ino, type: type))
+                }
+                let pending = tree.pendingChildren(of: path)
+                if !pending.isEmpty {
+                    let committed = Set(out.map(\.name))
+                    for p in pending where !committed.contains(p.name) {
+                        out.append(ListedEntry(name: p.name, ino: p.id, type: .regular))
+                    }
+                }
+                return out
+            }
         case .directory(let view, let path):
             var out: [ListedEntry] = []
-            if view.kind == .present && path == "/" && showAt {
-                out.append(ListedEntry(name: "@time", ino: NodeID.timeRoot, type: .directory))
-                out.append(ListedEntry(name: "@block", ino: NodeID.blockRoot, type: .directory))
-                out.append(ListedEntry(name: "@history", ino: NodeID.historyRoot, type: .directory))
-            }
             for entry in try store.list(path, at: view.seq) {
                 let childPath = path == "/" ? "/" + entry.name : path + "/" + entry.name
                 let child: Node = entry.info.kind == .directory ? .directory(view, path: childPath) : .version(entry.info)
@@ -328,9 +411,10 @@ public final class Namespace: Sendable {
 
     // MARK: Content and provenance
 
-    /// The bytes a file node reads as.
+    /// The bytes a historical file node reads as.
     public func content(_ node: Node) throws -> [UInt8] {
         switch node {
+        case .present: throw Errno.invalidArgument
         case .version(let info) where info.kind == .file: return try store.read(info)
         case .version: throw Errno.invalidArgument
         case .deletion: return []
@@ -339,6 +423,11 @@ public final class Namespace: Sendable {
     }
 
     public func linkTarget(_ node: Node) throws -> String {
+        if case .present(let id) = node {
+            let info = try pathLock.shared { () throws -> NodeInfo in try presentInfo(id).info }
+            guard info.kind == .symlink else { throw Errno.invalidArgument }
+            return try store.readLink(info)
+        }
         guard case .version(let info) = node, info.kind == .symlink else { throw Errno.invalidArgument }
         return try store.readLink(info)
     }
@@ -348,6 +437,10 @@ public final class Namespace: Sendable {
     public func extendedAttributes(_ node: Node) throws -> [(name: String, value: String)] {
         let seq: UInt64
         switch node {
+        case .present(let id):
+            let info = try pathLock.shared { () throws -> NodeInfo in try presentInfo(id).info }
+            guard info.kind != .directory else { return [] }
+            seq = info.version
         case .version(let info): seq = info.version
         case .deletion(_, let s): seq = s
         default: return []

@@ -1,19 +1,18 @@
 import LayerCore
 import Synchronization
 
-/// Which tree a directory node belongs to: the present, or one historical view. The name the view
+/// Which historical view a directory node belongs to. The name the view
 /// was reached by is part of its identity, so `/@time/2026-11-21` and `/@time/<its canonical
 /// form>` are two directories with equal content, never one directory under two names (the kernel
 /// would have to move a directory alias between them; see `NodeTable`).
 public enum ViewKind: Hashable, Sendable {
-    case present
     /// `/@time/<name>/`: `name` exactly as looked up (any `TimeExpression` form, or `latest`).
     case time(String)
     /// `/@block/<name>/`: a block number in decimal, or `latest`.
     case block(String)
 }
 
-/// A tree as of one event: the present (head) or a historical view.
+/// A historical tree: the state as of one event.
 public struct View: Hashable, Sendable {
     public var kind: ViewKind
     /// The event whose state the view shows.
@@ -21,22 +20,24 @@ public struct View: Hashable, Sendable {
     /// True when nothing can ever change in this view (a time at or before the head's, a sealed
     /// block): the kernel may cache its entries and attributes for a day.
     public var isImmutable: Bool
-
-    public var isHistorical: Bool { kind != .present }
 }
 
 /// One node of the mounted namespace.
 ///
 /// Identity rules (DESIGN.md, "Views and identity"):
-/// - A file or symlink **version** is one node wherever it shows (the present, any `/@time` or
-///   `/@block` view, `/@history`): its id is derived from `NodeInfo.version`, the sequence number of
-///   the event that produced it, which no other version has.
+/// - The **present** is live: its files, directories and symlinks are objects (`PresentTree`) whose
+///   id stays the same while they are written, renamed or chmodded, as on any filesystem.
+/// - A file or symlink **version** in a historical view is one node wherever it shows (any `/@time`
+///   or `/@block` view, `/@history`): its id is derived from `NodeInfo.version`, the sequence number
+///   of the event that produced it, which no other version has.
 /// - A **directory** of a view is keyed by (view, path): its children differ between times, so
 ///   directories are never shared between views.
 /// - Synthetic directories (`/@time`, `/@block`, `/@history`, the per-element history
 ///   directories) and deletion markers get ids from the synthetic range.
 public enum Node: Hashable, Sendable {
-    /// A directory of a view ("/" is the view's root; the present's root is `NodeID.root`).
+    /// An object of the present (file, directory or symlink), by its live id (`NodeID.root` is /).
+    case present(UInt64)
+    /// A directory of a historical view ("/" is the view's root).
     case directory(View, path: String)
     /// A file or symlink version.
     case version(NodeInfo)
@@ -50,9 +51,11 @@ public enum Node: Hashable, Sendable {
     /// `<time>.deleted` in a `historyVersions` directory: the deletion of `path` by event `seq`.
     case deletion(path: String, seq: UInt64)
 
-    public var isDirectory: Bool {
+    /// Whether the node is a directory of a historical view or an @ directory (present objects
+    /// may be either: ask the store).
+    public var isViewDirectory: Bool {
         switch self {
-        case .version, .deletion: return false
+        case .version, .deletion, .present: return false
         default: return true
         }
     }
@@ -63,11 +66,12 @@ public enum Node: Hashable, Sendable {
 /// ```
 /// 1                      the present's root (FUSE_ROOT_ID)
 /// 2, 3, 4                /@time, /@block, /@history
-/// 16 + version           a file or symlink version: 16 ... 2^62 - 1
+/// 16 + version           a file or symlink version in a historical view: 16 ... 2^61 - 1
+/// 2^61 | n (n >= 1)      an object of the present (`PresentTree`), numbered as first met
 /// 2^62 | n (n >= 1)      every other node, numbered as first met in this mount
 /// ```
 ///
-/// Versions are sequence numbers, far below 2^62 - 16, so the ranges never meet. Synthetic ids are
+/// Versions are sequence numbers, far below 2^61 - 16, so the ranges never meet. Synthetic ids are
 /// never reused within a mount: a node keeps its id after the kernel forgets it (see `NodeTable`).
 public enum NodeID {
     public static let root: UInt64 = 1
@@ -75,6 +79,7 @@ public enum NodeID {
     public static let blockRoot: UInt64 = 3
     public static let historyRoot: UInt64 = 4
     public static let versionBase: UInt64 = 16
+    public static let presentFlag: UInt64 = 1 << 61
     public static let syntheticFlag: UInt64 = 1 << 62
     /// d_ino reported by readdir for a directory the kernel has not looked up yet (readdir must not
     /// create nodes; `stat` always shows the real inode).
@@ -83,9 +88,13 @@ public enum NodeID {
     public static func version(_ info: NodeInfo) -> UInt64 { versionBase + info.version }
 
     public static func isSynthetic(_ id: UInt64) -> Bool { id & syntheticFlag != 0 }
+
+    /// The present's root or one of its objects.
+    public static func isPresent(_ id: UInt64) -> Bool { id == root || (id & presentFlag != 0 && id & syntheticFlag == 0) }
 }
 
-/// Node ids → nodes, with the kernel's lookup counts.
+/// Node ids → nodes of the historical views and the @ directories, with the kernel's lookup
+/// counts. (The present's objects are in `PresentTree`.)
 ///
 /// Every `fuse_reply_entry` adds one to the node's count (`remember`); `forget` and `forget_multi`
 /// subtract what the kernel says; at zero the entry goes, under the same lock, so a lookup racing
@@ -113,14 +122,13 @@ public final class NodeTable: Sendable {
     }
 
     private let state = Mutex(State())
-    private let presentRoot: View
 
-    public init(present: View) { self.presentRoot = present }
+    public init() {}
 
     /// The id of a fixed or version node, or nil for a synthetic one.
     private func fixedID(_ node: Node) -> UInt64? {
         switch node {
-        case .directory(let view, let path) where view == presentRoot && path == "/": return NodeID.root
+        case .present(let id): return id
         case .timeRoot: return NodeID.timeRoot
         case .blockRoot: return NodeID.blockRoot
         case .historyRoot: return NodeID.historyRoot
@@ -156,7 +164,7 @@ public final class NodeTable: Sendable {
     /// The node with id `id`, if the kernel holds a reference to it (or it is a fixed one).
     public func node(_ id: UInt64) -> Node? {
         switch id {
-        case NodeID.root: return .directory(presentRoot, path: "/")
+        case NodeID.root: return .present(NodeID.root)
         case NodeID.timeRoot: return .timeRoot
         case NodeID.blockRoot: return .blockRoot
         case NodeID.historyRoot: return .historyRoot

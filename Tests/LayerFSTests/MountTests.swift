@@ -151,8 +151,8 @@ struct MountTests {
             let t3 = m.mountPoint + "/@time/" + (try canonicalTime(store, 3))
             let t5 = m.mountPoint + "/@time/" + (try canonicalTime(store, 5))
             let t7 = m.mountPoint + "/@time/" + (try canonicalTime(store, 7))
-            // /etc/motd never changed: one inode in every view, the present and its history file.
-            let motd = try FS.inode(m.mountPoint + "/etc/motd")
+            // /etc/motd never changed: one inode in every historical view and its history file.
+            let motd = try FS.inode(m.mountPoint + "/@time/latest/etc/motd")
             for path in [t3 + "/etc/motd", t5 + "/etc/motd", t7 + "/etc/motd", m.mountPoint + "/@block/1/etc/motd",
                          m.mountPoint + "/@history/etc/motd/" + (try canonicalTime(store, 3))] {
                 #expect(try FS.inode(path) == motd, "\(path)")
@@ -162,7 +162,9 @@ struct MountTests {
             let v2 = try FS.inode(t7 + "/etc/hosts")
             #expect(v1 == (try FS.inode(t3 + "/etc/hosts")))
             #expect(v1 != v2)
-            #expect(v2 == (try FS.inode(m.mountPoint + "/etc/hosts")))
+            #expect(v2 == (try FS.inode(m.mountPoint + "/@time/latest/etc/hosts")))
+            // The present is live: its file is an object of its own, not a version.
+            #expect(try FS.inode(m.mountPoint + "/etc/hosts") != v2)
             // No two different versions share an inode anywhere in the sample.
             var seen: [UInt: String] = [:]
             for seq in UInt64(1)...store.headSequence {
@@ -213,7 +215,9 @@ struct MountTests {
 
     @Test func everyChangeIsEROFS() throws {
         try withMountedStore(build: buildSampleStore) { (m: MountedStore, store: Store) throws in
-            let views = [m.mountPoint, m.mountPoint + "/@time/" + (try canonicalTime(store, 5)), m.mountPoint + "/@block/1"]
+            let views = [
+                m.mountPoint + "/@time/" + (try canonicalTime(store, 5)), m.mountPoint + "/@block/1", m.mountPoint + "/@time/latest",
+            ]
             for root in views {
                 #expect(FS.openErrno(root + "/etc/hosts", O_WRONLY) == EROFS, "\(root)")
                 #expect(FS.openErrno(root + "/etc/hosts", O_RDWR | O_TRUNC) == EROFS, "\(root)")
@@ -225,6 +229,14 @@ struct MountTests {
                 #expect(FS.setxattrErrno(root + "/etc/hosts", "user.x", "1") == EROFS, "\(root)")
             }
             #expect(mkdir(m.mountPoint + "/@time/x", 0o755) == -1 && errno == EROFS)
+            let hosts = m.mountPoint + "/@history/etc/hosts/" + (try canonicalTime(store, 6))
+            #expect(FS.openErrno(hosts, O_WRONLY) == EROFS)
+            #expect(unlink(hosts) == -1 && errno == EROFS)
+            #expect(FS.setxattrErrno(hosts, "user.x", "1") == EROFS)
+            // Across views: from the present into a historical one, and back.
+            #expect(rename(m.mountPoint + "/etc/hosts", m.mountPoint + "/@time/latest/etc/x") == -1 && errno == EROFS)
+            #expect(rename(m.mountPoint + "/@block/1/etc/hosts", m.mountPoint + "/etc/x") == -1 && errno == EROFS)
+            #expect(link(m.mountPoint + "/@block/1/etc/hosts", m.mountPoint + "/etc/x") == -1 && errno == EROFS)
             #expect(try FS.read(m.mountPoint + "/etc/hosts") == "v2\n")
         }
     }
@@ -245,9 +257,17 @@ struct MountTests {
             #expect(!isMounted(dir + "/mnt"))
         }
         try withMountedStore(build: buildSampleStore) { (m: MountedStore, _: Store) throws in
-            let busy = try runProgram(binary, ["mount", m.storePath, m.mountPoint, "-f"])
+            // Another store on the busy mount point.
+            try Store.create(at: m.directory + "/other", by: tester)
+            let busy = try runProgram(binary, ["mount", m.directory + "/other", m.mountPoint, "-f"])
             #expect(busy.status == 75)
             #expect(busy.output.contains("is busy"), "\(busy.output)")
+            // The mounted store somewhere else.
+            try FileManager.default.createDirectory(atPath: m.directory + "/mnt2", withIntermediateDirectories: false)
+            let twice = try runProgram(binary, ["mount", m.storePath, m.directory + "/mnt2", "-f"])
+            #expect(twice.status == 75)
+            #expect(twice.output.contains("is already mounted on \(m.mountPoint)"), "\(twice.output)")
+            #expect(!isMounted(m.directory + "/mnt2"))
             #expect(m.process.isRunning)
         }
     }

@@ -22,27 +22,36 @@ import Testing
 
     @Test func versionsHaveOneIdInEveryView() throws {
         try withSample { (ns: Namespace) throws in
-            let present = Node.directory(ns.present, path: "/")
+            let present = Node.present(NodeID.root)
+            let latest = try ns.lookup(.timeRoot, "latest")
             let t5 = try ns.lookup(.timeRoot, ns.store.time(ofSequence: 5).canonical)
             let block = try ns.lookup(.blockRoot, "1")
-            let motdNow = try ns.lookup(ns.lookup(present, "etc"), "motd")
+            let motdNow = try ns.lookup(ns.lookup(latest, "etc"), "motd")
             let motdThen = try ns.lookup(ns.lookup(t5, "etc"), "motd")
             let motdBlock = try ns.lookup(ns.lookup(block, "etc"), "motd")
             #expect(motdNow == motdThen && motdThen == motdBlock)
-            let hostsNow = try ns.lookup(ns.lookup(present, "etc"), "hosts")
+            let hostsNow = try ns.lookup(ns.lookup(latest, "etc"), "hosts")
             let hostsThen = try ns.lookup(ns.lookup(t5, "etc"), "hosts")
             #expect(ns.table.remember(hostsNow) != ns.table.remember(hostsThen))
             // Directories are per view: /etc now and /etc at event 5 are different nodes.
-            let etcNow = ns.table.remember(try ns.lookup(present, "etc"))
+            let etcNow = ns.table.remember(try ns.lookup(latest, "etc"))
             let etcThen = ns.table.remember(try ns.lookup(t5, "etc"))
             #expect(etcNow != etcThen)
             #expect(NodeID.isSynthetic(etcNow) && NodeID.isSynthetic(etcThen))
+            // The present is live: its objects have ids of their own, stable across lookups.
+            guard case .present(let etcLive) = try ns.lookup(present, "etc") else {
+                Issue.record("the present's /etc is not a present object")
+                return
+            }
+            #expect(NodeID.isPresent(etcLive) && !NodeID.isSynthetic(etcLive))
+            #expect(try ns.lookup(present, "etc") == .present(etcLive))
+            #expect(try ns.attributes(.present(etcLive), id: etcLive).type == .directory)
         }
     }
 
     @Test func lookupCountsRiseWithRepliesAndFallWithForgets() throws {
         try withSample { (ns: Namespace) throws in
-            let etc = try ns.lookup(.directory(ns.present, path: "/"), "etc")
+            let etc = try ns.lookup(ns.lookup(.timeRoot, "latest"), "etc")
             let id = ns.table.remember(etc)
             #expect(ns.table.remember(etc) == id)
             #expect(ns.table.lookupCount(id) == 2)
@@ -55,9 +64,37 @@ import Testing
             #expect(ns.table.remember(etc) == id)
             // Fixed nodes always resolve, and forgetting them is harmless.
             ns.table.forget(NodeID.root, count: 5)
-            #expect(ns.table.node(NodeID.root) == .directory(ns.present, path: "/"))
+            #expect(ns.table.node(NodeID.root) == .present(NodeID.root))
             #expect(ns.table.node(NodeID.timeRoot) == .timeRoot)
         }
+    }
+
+    @Test func presentObjectsKeepTheirIdsAcrossRenamesAndDetachWhenReplaced() throws {
+        let tree = PresentTree()
+        let dir = tree.remember("/etc")
+        let file = tree.remember("/etc/hosts")
+        let other = tree.remember("/etc2")
+        #expect(Set([dir, file, other]).count == 3 && [dir, file, other].allSatisfy(NodeID.isPresent))
+        tree.moved(from: "/etc", to: "/etc2")  // replaces /etc2
+        #expect(tree.path(dir) == "/etc2" && tree.path(file) == "/etc2/hosts")
+        #expect(tree.path(other) == nil && tree.contains(other))  // detached, still referenced
+        #expect(tree.remember("/etc2/hosts") == file)
+        tree.forget(other, count: 1)
+        #expect(!tree.contains(other))
+        tree.removed("/etc2/hosts")
+        #expect(tree.path(file) == nil)
+        #expect(tree.remember("/etc2/hosts") != file)  // a new object at that path
+        // /etc2 is not "/etc" + a suffix of its own: a sibling with a common prefix never moves.
+        let sibling = tree.remember("/etc22")
+        tree.moved(from: "/etc2", to: "/x")
+        #expect(tree.path(sibling) == "/etc22" && tree.path(dir) == "/x")
+        // The object goes with its last reference, unless a file is open on it.
+        let open = tree.remember("/x/open")
+        _ = tree.openFile(open) { OpenFile(createdWithMode: 0o644, by: tester) }
+        tree.forget(open, count: 1)
+        #expect(tree.contains(open))
+        tree.closeFile(open)
+        #expect(!tree.contains(open))
     }
 
     @Test func malformedOrEarlyNamesAreNotFound() throws {

@@ -60,7 +60,7 @@ public final class Store: @unchecked Sendable {
         var closed = false
     }
 
-    private let state: Mutex<State>
+    let state: Mutex<State>
 
     // MARK: Layout
 

@@ -11,11 +11,11 @@ import Glibc
 struct MountCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mount",
-        abstract: "Mount a store (read-only for now): the present, @time, @block and @history.",
+        abstract: "Mount a store: the present read-write, and @time, @block and @history read-only.",
         discussion: """
             Serves the store through FUSE on MOUNTPOINT, an existing empty directory:
 
-              MOUNTPOINT/                     the present (the store's head when mounted)
+              MOUNTPOINT/                     the present: read-write, every committed change is an event
               MOUNTPOINT/@time/<time>/        the tree as of <time>: any form `--at` accepts, or latest;
                                               `ls @time` lists the canonical time of every event
               MOUNTPOINT/@block/<n>/          the tree as sealed in block n (or latest)
@@ -27,9 +27,19 @@ struct MountCommand: ParsableCommand {
             their provenance as extended attributes: `getfattr -d FILE` shows user.layerfs.seq, .hash, \
             .time, .uid, .gid, .pid, .process and .block (once sealed).
 
-            This version opens the store READ-ONLY, so it can run beside a writer (`layerfs import`), \
-            and shows the store as it was when mounted; the whole mount is read-only and every change \
-            fails with EROFS (a read-write present comes next).
+            Changes: a file's writes are committed as ONE event when it is closed or fsynced \
+            (open with O_TRUNC + write + close is one event; a new file appears in the log at its \
+            first commit); mkdir, rmdir, unlink, rename, symlink, chmod, chown, utimens and truncate \
+            are one event each. A close or fsync that returns success means the change is durable. \
+            The historical views are read-only (EROFS); hard links, device files, FIFOs and sockets \
+            cannot be stored (EPERM); extended attributes are read-only provenance (ENOTSUP).
+
+            The mount holds the store's writer lock: while mounted, `layerfs import` and `layerfs \
+            seal` on the store fail, and a second mount of it is refused. With `-o ro` the store is \
+            opened read-only instead (and can be mounted beside a writer). `default_permissions` is \
+            always on: the kernel checks access against the owners and modes the store records. \
+            Unmounting commits files still open and closes the store, which seals a block of the \
+            events not yet sealed.
 
             Without -f the command returns once the mount is ready and the daemon logs to syslog; \
             with -f it stays in the foreground and logs on standard error. `fusermount3 -u MOUNTPOINT`, \
@@ -54,7 +64,7 @@ struct MountCommand: ParsableCommand {
 
     @Option(
         name: .customShort("o"),
-        help: ArgumentHelp("Mount options, comma-separated (show_at, and libfuse's own).", valueName: "options"))
+        help: ArgumentHelp("Mount options, comma-separated (show_at, ro, rw, and libfuse's own).", valueName: "options"))
     var options: [String] = []
 
     @OptionGroup var global: GlobalOptions
@@ -69,11 +79,18 @@ struct MountCommand: ParsableCommand {
                 logger = Logger(label: "layerfs") { SyslogLogHandler(label: $0, level: level) }
                 logger.logLevel = level
             }
-            let store = try StoreAccess.open(self.store, mode: .readOnly, logger: logger)
+            let mountOptions = MountOptions(parsing: options)
+            if let resolved = realpath(self.store, nil) {
+                defer { free(resolved) }
+                if let elsewhere = FUSESession.mountPoint(ofStore: String(cString: resolved)) {
+                    throw CLIError("store \(self.store) is already mounted on \(elsewhere) (unmount it first: fusermount3 -u \(elsewhere))", status: .locked)
+                }
+            }
+            let store = try StoreAccess.open(self.store, mode: mountOptions.readOnly ? .readOnly : .readWrite, logger: logger)
             let session: FUSESession
             do throws(MountError) {
                 session = try FUSESession(
-                    store: store, mountPoint: mountPoint, options: MountOptions(parsing: options), logger: logger)
+                    store: store, mountPoint: mountPoint, options: mountOptions, logger: logger)
             } catch {
                 let status: ExitStatus =
                     switch error.kind {

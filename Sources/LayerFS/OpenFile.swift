@@ -1,0 +1,220 @@
+import LayerCore
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The state of a present file while handles are open on it: one per live object, shared by every
+/// handle (so a reader sees a writer's writes at once, as POSIX requires of one file).
+///
+/// Writes change an in-memory copy of the content; a commit (flush, fsync, close, or before a
+/// change the store must see in order, such as chmod or rename of a new file) appends one `write`
+/// event with the whole content. `generation` counts writes: a commit marks the file clean only if
+/// no write came in while it ran, so a write racing a commit is never lost.
+///
+/// Commits of one file are serialized (`commitLock`), so they reach the log in the order their
+/// content was taken. The state lock is never held while committing.
+final class OpenFile: Sendable {
+    enum Content {
+        /// Not read yet: the committed version's content (nil: a new, empty file).
+        case stored(NodeInfo?)
+        case loaded([UInt8])
+    }
+
+    struct State {
+        var content: Content
+        /// Changed since the last commit.
+        var dirty = false
+        /// Written (or truncated with truncate/ftruncate) since the last commit: a flush commits.
+        /// A file only emptied by open(O_TRUNC) or only created is committed at release or fsync,
+        /// not at flush, because a shell's `>` redirection closes a dup of the descriptor before
+        /// writing to it (that flush would otherwise append an event for the empty file).
+        var written = false
+        /// Created by this mount and not yet in the store.
+        var pending: Bool
+        var generation: UInt64 = 0
+        /// For a pending file: its mode and owner (from the create request).
+        var mode: UInt32
+        var uid: UInt32
+        var gid: UInt32
+        /// The time of the last write while dirty.
+        var mtime: Timestamp
+        /// Who wrote last (the commit is attributed to them).
+        var writer: Provenance?
+    }
+
+    /// What a commit appends.
+    struct Snapshot {
+        var content: [UInt8]
+        var generation: UInt64
+        var pending: Bool
+        var mode: UInt32
+        var writer: Provenance?
+    }
+
+    let state: Mutex<State>
+    let commitLock = Mutex(())
+
+    /// An existing file (`info`: its committed version).
+    init(existing info: NodeInfo) {
+        state = Mutex(
+            State(content: .stored(info), pending: false, mode: info.mode, uid: info.uid, gid: info.gid, mtime: info.mtime))
+    }
+
+    /// A file created by this mount.
+    init(createdWithMode mode: UInt32, by who: Provenance) {
+        state = Mutex(
+            State(
+                content: .loaded([]), dirty: true, pending: true, mode: mode & 0o7777, uid: who.uid, gid: who.gid,
+                mtime: .now(), writer: who))
+    }
+
+    private static func load(_ s: inout State, _ store: Store) throws(LayerError) -> [UInt8] {
+        switch s.content {
+        case .loaded(let bytes): return bytes
+        case .stored(nil):
+            s.content = .loaded([])
+            return []
+        case .stored(let info?):
+            let bytes = try store.read(info)
+            s.content = .loaded(bytes)
+            return bytes
+        }
+    }
+
+    /// Calls `body` with up to `count` bytes at `offset` (fewer at the end of the file).
+    func withBytes(offset: Int, count: Int, store: Store, _ body: (UnsafeRawBufferPointer) -> Void) throws(LayerError) {
+        try state.withLock { (s: inout State) throws(LayerError) in
+            let bytes = try Self.load(&s, store)
+            let start = min(max(offset, 0), bytes.count)
+            let end = min(start + max(count, 0), bytes.count)
+            bytes.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[start..<end])) }
+        }
+    }
+
+    /// Writes `data` at `offset` (a gap becomes zeros). EFBIG past the store's maximum file size.
+    func write(_ data: UnsafeRawBufferPointer, at offset: Int, by who: Provenance, store: Store) throws(LayerError) {
+        guard offset >= 0, UInt64(offset) + UInt64(data.count) <= Store.maximumFileSize else {
+            throw LayerError(.invalidArgument, "larger than the maximum file size (\(Store.maximumFileSize) bytes)", errno: EFBIG)
+        }
+        try state.withLock { (s: inout State) throws(LayerError) in
+            var bytes = try Self.load(&s, store)
+            s.content = .loaded([])  // drop the enum's reference so `bytes` is uniquely owned
+            let end = offset + data.count
+            if bytes.count < end { bytes.append(contentsOf: repeatElement(0, count: end - bytes.count)) }
+            if data.count > 0 {
+                bytes.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[offset..<end]).copyMemory(from: data) }
+            }
+            s.content = .loaded(bytes)
+            s.dirty = true
+            s.written = true
+            s.generation += 1
+            s.writer = who
+            s.mtime = .now()
+        }
+    }
+
+    /// Cuts or extends the content to `size` bytes (uncommitted, like a write). `explicit`: by
+    /// truncate/ftruncate (committed at the next flush), not by open(O_TRUNC).
+    func truncate(to size: UInt64, explicit: Bool, by who: Provenance, store: Store) throws(LayerError) {
+        guard size <= Store.maximumFileSize else {
+            throw LayerError(.invalidArgument, "larger than the maximum file size (\(Store.maximumFileSize) bytes)", errno: EFBIG)
+        }
+        try state.withLock { (s: inout State) throws(LayerError) in
+            var bytes = size == 0 ? [] : try Self.load(&s, store)
+            s.content = .loaded([])
+            let n = Int(size)
+            if bytes.count > n { bytes.removeLast(bytes.count - n) } else if bytes.count < n {
+                bytes.append(contentsOf: repeatElement(0, count: n - bytes.count))
+            }
+            s.content = .loaded(bytes)
+            s.dirty = true
+            if explicit { s.written = true }
+            s.generation += 1
+            s.writer = who
+            s.mtime = .now()
+        }
+    }
+
+    /// A pending file's mode changes without an event (it is committed with its first content).
+    /// False when the file is already in the store.
+    func setPendingMode(_ mode: UInt32) -> Bool {
+        state.withLock { s in
+            guard s.pending else { return false }
+            s.mode = mode & 0o7777
+            return true
+        }
+    }
+
+    /// A pending file's owner is already `owner`/`group` (nil: unchanged): nothing to commit.
+    func pendingOwnerMatches(owner: UInt32?, group: UInt32?) -> Bool {
+        state.withLock { s in s.pending && (owner ?? s.uid) == s.uid && (group ?? s.gid) == s.gid }
+    }
+
+    /// `touch` of a pending file: its mtime is the time of its first commit anyway.
+    func touchPending() -> Bool {
+        state.withLock { s in
+            guard s.pending else { return false }
+            s.mtime = .now()
+            return true
+        }
+    }
+
+    /// The content to commit, or nil when there is nothing to commit. `writtenOnly`: only if
+    /// written since the last commit (what a flush commits).
+    func snapshotForCommit(store: Store, writtenOnly: Bool = false) throws(LayerError) -> Snapshot? {
+        try state.withLock { (s: inout State) throws(LayerError) -> Snapshot? in
+            guard s.dirty || s.pending else { return nil }
+            if writtenOnly && !s.written { return nil }
+            let bytes = try Self.load(&s, store)
+            return Snapshot(content: bytes, generation: s.generation, pending: s.pending, mode: s.mode, writer: s.writer)
+        }
+    }
+
+    /// The snapshot taken at `generation` is in the store.
+    func committed(_ snapshot: Snapshot) {
+        state.withLock { s in
+            s.pending = false
+            if s.generation == snapshot.generation {
+                s.dirty = false
+                s.written = false
+            }
+        }
+    }
+
+    /// Forget uncommitted changes (the file was unlinked or replaced: they have nowhere to go).
+    func discardChanges() {
+        state.withLock { s in
+            s.dirty = false
+            s.written = false
+            s.pending = false
+        }
+    }
+
+    var isDirtyOrPending: Bool { state.withLock { $0.dirty || $0.pending } }
+    var isPending: Bool { state.withLock { $0.pending } }
+
+    /// What `stat` shows while open: a pending file entirely from here; a dirty file's size and
+    /// mtime from here (the rest from the store's version, passed in `committed`).
+    func attributes(id: UInt64, committed: Attributes?) -> Attributes? {
+        state.withLock { s in
+            let size: UInt64 =
+                switch s.content {
+                case .loaded(let bytes): UInt64(bytes.count)
+                case .stored(let info): info?.size ?? 0
+                }
+            if s.pending {
+                return Attributes(
+                    ino: id, type: .regular, permissions: s.mode, uid: s.uid, gid: s.gid, size: size, mtime: s.mtime,
+                    linkCount: 1)
+            }
+            guard var a = committed else { return nil }
+            if s.dirty {
+                a.size = size
+                a.mtime = s.mtime
+            }
+            return a
+        }
+    }
+}
