@@ -269,7 +269,7 @@ class Teardown:
         ok = unmount(mnt, fuse=True)
         if proc is not None:
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=60)  # a read-write mount seals its unsealed events on the way out
             except subprocess.TimeoutExpired:
                 proc.terminate()  # the mount we started: SIGTERM unmounts it cleanly
                 try:
