@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The layerfs demo: create a store, start tracking a config tree, change elements, look at history
-# and at past states, seal a block, verify the chain, and watch verify catch a tampered copy.
+# The layerfs demo: create a store, start tracking a config tree, mount it, change elements through
+# the mount with ordinary tools, look at history and past states as directories (@time, @history,
+# @block), unmount (which seals a block), verify the chain, and watch verify catch a tampered copy.
 #
 # Run it through scripts/demo.sh (which builds layerfs), or with LAYERFS=/path/to/layerfs.
 # As root with btrfs-progs installed, the store lives on a small loop-mounted btrfs so that sealing
@@ -45,62 +46,82 @@ cp -r "$here/etc" "$tree"
 step "1. Create a store"
 run "$layerfs" init "$store"
 
-step "2. Start tracking an existing config tree"
-run "$layerfs" import "$store" "$tree"
+step "2. Start tracking an existing config tree, and seal it as block 1"
+run "$layerfs" import --seal "$store" "$tree"
 before="$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)"
 sleep 1
 
-step "3. Change elements with ordinary tools, then record the changes"
-sed -i 's/mtu 1500/mtu 9000/' "$tree/network/interfaces.d/eth0.conf"
-printf '10.0.0.3    edge-3.lab edge-3\n' >> "$tree/hosts"
-rm "$tree/ssh/sshd_config"
-mkdir -p "$tree/services"
-printf '[Service]\nExecStart=/usr/bin/haproxy -f /etc/haproxy.cfg\n' > "$tree/services/haproxy.service"
-run "$layerfs" import "$store" "$tree"
+have_fuse=""
+if [ -e /dev/fuse ] && command -v fusermount3 >/dev/null; then have_fuse=1; fi
+mnt="$work/mnt"
+mkdir "$mnt"
+if [ -n "$have_fuse" ]; then
+  step "3. Mount it, and change elements through the mount with ordinary tools"
+  run "$layerfs" mount "$store" "$mnt"
+  fusemount="$mnt"
+  run ls "$mnt"
+  run sed -i 's/mtu 1500/mtu 9000/' "$mnt/network/interfaces.d/eth0.conf"
+  echo "\$ printf '10.0.0.3    edge-3.lab edge-3\\n' >> $mnt/hosts"
+  printf '10.0.0.3    edge-3.lab edge-3\n' >> "$mnt/hosts"
+  run rm "$mnt/ssh/sshd_config"
+  run mkdir "$mnt/services/haproxy"
+  echo "\$ printf '[Service]...' > $mnt/services/haproxy/haproxy.service"
+  printf '[Service]\nExecStart=/usr/bin/haproxy -f /etc/haproxy.cfg\n' > "$mnt/services/haproxy/haproxy.service"
+  run cat "$mnt/network/interfaces.d/eth0.conf"
+else
+  step "3. Change elements (no FUSE here: in a copy of the tree, then import the changes)"
+  sed -i 's/mtu 1500/mtu 9000/' "$tree/network/interfaces.d/eth0.conf"
+  printf '10.0.0.3    edge-3.lab edge-3\n' >> "$tree/hosts"
+  rm "$tree/ssh/sshd_config"
+  mkdir -p "$tree/services/haproxy"
+  printf '[Service]\nExecStart=/usr/bin/haproxy -f /etc/haproxy.cfg\n' > "$tree/services/haproxy/haproxy.service"
+  run "$layerfs" import "$store" "$tree"
+fi
 after="$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)"
 
-step "4. History: the whole log, then one element"
-run "$layerfs" log "$store"
+step "4. History: each change above is one event (the log is readable while mounted)"
+run "$layerfs" log "$store" --since "$before"
 run "$layerfs" log "$store" --path /network/interfaces.d/eth0.conf
 
-step "5. Time travel: the tree and one element as they were before the changes ($before)"
-run "$layerfs" show "$store" --at "$before" /network/interfaces.d
-run "$layerfs" show "$store" --at "$before" /network/interfaces.d/eth0.conf
-echo "--- diff of eth0.conf, then -> now:"
-diff <("$layerfs" show "$store" --at "$before" /network/interfaces.d/eth0.conf) \
-     <("$layerfs" show "$store" --at "$after" /network/interfaces.d/eth0.conf) || true
+if [ -n "$have_fuse" ]; then
+  step "5. The past, as directories: @time, @history and @block"
+  echo '$ ls @time   (a directory per event; the @ names are hidden from ls of the root)'
+  ls "$mnt/@time" | tail -n 4
+  run cat "$mnt/@time/$before/network/interfaces.d/eth0.conf"
+  echo "--- diff -r of the whole tree before and after the changes:"
+  echo "\$ diff -r $mnt/@time/$before $mnt/@time/$after"
+  diff -r "$mnt/@time/$before" "$mnt/@time/$after" || true
+  run ls "$mnt/@history/network/interfaces.d/eth0.conf"
+  versions=("$mnt/@history/network/interfaces.d/eth0.conf"/*)
+  echo "--- diff of the last two versions of eth0.conf:"
+  diff "${versions[-2]}" "${versions[-1]}" || true
+  run ls "$mnt/@block" "$mnt/@block/1"
+  if command -v getfattr >/dev/null; then
+    echo '$ getfattr -d (who made each version: provenance as extended attributes)'
+    getfattr -d "${versions[-1]}" | sed "s|$mnt|MNT|"
+  fi
+  echo '$ stat -c "%i %n" (an unchanged version has one inode in every view: diff -r skips it)'
+  stat -c '%i %n' "$mnt/@block/1/services/nginx.service" "$mnt/@time/$after/services/nginx.service" \
+    "$mnt/@history/services/nginx.service/"*
+  echo "--- the time directories are ordinary trees: rsync, tar, cp -a all work"
+  run rsync -a "$mnt/@time/$before/" "$work/restored/"
+  run ls "$work/restored"
 
-step "6. Seal a block and look at the store"
-printf 'PermitRootLogin no\n' > "$tree/ssh/sshd_config"
-run "$layerfs" import "$store" "$tree"
-run "$layerfs" seal "$store" || true
+  step "6. Unmount: the store is closed and the new events are sealed into block 2"
+  run fusermount3 -u "$mnt"
+  fusemount=""
+  # The daemon seals and closes the store right after the unmount: wait until it let go.
+  for _ in $(seq 100); do "$layerfs" status "$store" | grep -q '^writer  *none' && break; sleep 0.1; done
+else
+  step "5-6. Seal a block"
+  run "$layerfs" seal "$store"
+fi
 run "$layerfs" status "$store"
 
 step "7. Verify the chain"
 run "$layerfs" verify "$store"
 
-if [ -e /dev/fuse ] && command -v fusermount3 >/dev/null; then
-  step "8. Mount the store and browse history with ordinary tools (read-only for now)"
-  mkdir "$work/mnt"
-  run "$layerfs" mount "$store" "$work/mnt"
-  fusemount="$work/mnt"
-  run ls "$work/mnt"
-  run cat "$work/mnt/network/interfaces.d/eth0.conf"
-  echo '$ ls @time   (every event has a directory; the @ names are hidden from ls of the root)'
-  ls "$work/mnt/@time" | tail -n 4
-  run cat "$work/mnt/@time/$before/network/interfaces.d/eth0.conf"
-  echo "--- diff -r of the tree before and after the changes:"
-  diff -r "$work/mnt/@time/$before" "$work/mnt/@time/$after" || true
-  run ls "$work/mnt/@history/network/interfaces.d/eth0.conf"
-  run ls "$work/mnt/@block"
-  echo '$ stat -c "%i %n" (the same version has the same inode in every view)'
-  stat -c '%i %n' "$work/mnt/@time/$before/hosts" "$work/mnt/@time/$before/services/nginx.service" \
-    "$work/mnt/services/nginx.service"
-  run fusermount3 -u "$work/mnt"
-  fusemount=""
-fi
-
-step "9. Tamper with a copy: change one byte of one event, then verify again"
+step "8. Tamper with a copy: change one byte of one event, then verify again"
 cp -a "$store/." "$work/tampered"
 sed -i 's/mtu 1500/mtu 1501/' "$work/tampered/events.jsonl"  # event 5: the first eth0.conf
 set +e

@@ -99,6 +99,10 @@ enum Callbacks {
             guard let req, let fi else { return }
             Callbacks.filesystem(req).readdir(req, size: size, offset: Int(offset), fi)
         }
+        ops.readdirplus = { req, _, size, offset, fi in
+            guard let req, let fi else { return }
+            Callbacks.filesystem(req).readdirplus(req, size: size, offset: Int(offset), fi)
+        }
         ops.releasedir = { req, _, fi in
             guard let req, let fi else { return }
             Callbacks.filesystem(req).releasedir(req, fi)

@@ -177,7 +177,10 @@ public final class FUSESession {
         tearDown()
         // Unmounted (or lazily detached): commit what handles still hold before the store closes.
         filesystem.commitAll()
-        if status != 0 { logger.warning("the FUSE loop ended with status \(status)") }
+        // A signal that ends the loop (SIGTERM, SIGINT, SIGHUP) is its status: a clean end too.
+        if status != 0 && ![SIGTERM, SIGINT, SIGHUP].contains(status) {
+            logger.warning("the FUSE loop ended with status \(status)")
+        }
         logger.info("unmounted \(mountPoint)")
         return status
     }

@@ -29,8 +29,8 @@ public final class LayerFilesystem: Sendable {
 
     /// What an open file or directory handle (`fi->fh`) holds.
     enum Handle {
-        /// A historical version's content, read once at open (a version never changes).
-        case file([UInt8])
+        /// A historical version's content (nil: a deletion marker, empty). Read by ranges.
+        case file(FileContent?)
         /// A present file: its shared open-file state.
         case presentFile(id: UInt64, file: OpenFile, writable: Bool)
         /// A directory's entries, listed once at opendir so that offsets stay valid.
@@ -204,9 +204,9 @@ extension LayerFilesystem {
             let flags = fi.pointee.flags
             if flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0 { throw Errno.readOnlyFileSystem }
             guard !node.isViewDirectory else { throw Errno.isDirectory }
-            let content = try namespace.content(node)
-            fi.pointee.fh = addHandle(.file(content))
+            fi.pointee.fh = addHandle(.file(try namespace.content(node)))
             fi.pointee.keep_cache = 1  // the version's content never changes
+            fi.pointee.noflush = 1  // nothing to commit: spare close(2) a round trip
             if fuse_reply_open(req, fi) != 0 { removeHandle(fi.pointee.fh) }  // interrupted: no release will come
         } catch {
             fuse_reply_err(req, errno(error, "open"))
@@ -214,10 +214,22 @@ extension LayerFilesystem {
     }
 
     func read(_ req: fuse_req_t, size: Int, offset: Int, _ fi: UnsafeMutablePointer<fuse_file_info>) {
-        let content: [UInt8]
         switch handle(fi.pointee.fh) {
-        case .file(let bytes)?:
-            content = bytes
+        case .file(let content)?:
+            guard let content, offset >= 0, UInt64(offset) < content.size, size > 0 else {
+                fuse_reply_buf(req, nil, 0)
+                return
+            }
+            let count = Int(min(UInt64(size), content.size - UInt64(offset)))
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 16)
+            defer { buffer.deallocate() }
+            do {
+                let n = try content.read(offset: UInt64(offset), into: buffer)
+                fuse_reply_buf(req, buffer.baseAddress?.assumingMemoryBound(to: CChar.self), n)
+            } catch {
+                fuse_reply_err(req, errno(error, "read"))
+            }
+            return
         case .presentFile(_, let file, _)?:
             do {
                 try file.withBytes(offset: offset, count: size, store: namespace.store) { bytes in
@@ -229,13 +241,6 @@ extension LayerFilesystem {
             return
         default:
             fuse_reply_err(req, EBADF)
-            return
-        }
-        let start = min(max(offset, 0), content.count)
-        let end = min(start + size, content.count)
-        content.withUnsafeBufferPointer { buffer in
-            let base = buffer.baseAddress.map { UnsafeRawPointer($0 + start).assumingMemoryBound(to: CChar.self) }
-            fuse_reply_buf(req, base, end - start)
         }
     }
 
@@ -299,6 +304,80 @@ extension LayerFilesystem {
         }
     }
 
+    /// `readdirplus`: entries with their attributes, each counted as a lookup (so `ls -l` needs no
+    /// LOOKUP per entry). `.`, `..` and the entries of the @ directories go without (ino 0: the
+    /// kernel looks them up if it needs them), so listing `/@time` creates no nodes.
+    func readdirplus(_ req: fuse_req_t, size: Int, offset: Int, _ fi: UnsafeMutablePointer<fuse_file_info>) {
+        guard case .directory(let selfID, let entries)? = handle(fi.pointee.fh) else {
+            fuse_reply_err(req, EBADF)
+            return
+        }
+        let parent: Node
+        do { parent = try node(selfID) } catch {
+            fuse_reply_err(req, errno(error, "readdirplus"))
+            return
+        }
+        let withAttributes: Bool =
+            switch parent {
+            case .timeRoot, .blockRoot: false
+            default: true
+            }
+        var buffer = [CChar](repeating: 0, count: size)
+        var used = 0
+        var position = max(offset, 0)
+        buffer.withUnsafeMutableBufferPointer { out in
+            while position < entries.count + 2 {
+                var entry = fuse_entry_param()
+                let name: String
+                var counted: Node? = nil
+                switch position {
+                case 0:
+                    name = "."
+                    entry.attr.st_ino = UInt(selfID)
+                    entry.attr.st_mode = S_IFDIR
+                case 1:
+                    name = ".."
+                    entry.attr.st_ino = UInt(NodeID.unassignedDirectory)
+                    entry.attr.st_mode = S_IFDIR
+                default:
+                    let listed = entries[position - 2]
+                    name = listed.name
+                    entry.attr.st_ino = UInt(listed.ino)
+                    entry.attr.st_mode = listed.typeBits
+                    if withAttributes, let child = try? namespace.lookup(parent, name) {
+                        // A present child is counted by the lookup; others are counted here.
+                        let id: UInt64
+                        if case .present(let presentID) = child { id = presentID } else { id = namespace.table.remember(child) }
+                        if var attributes = try? namespace.attributes(child, id: id) {
+                            attributes.ino = id
+                            let times = namespace.cacheTimes(child, in: parent)
+                            entry.ino = id
+                            entry.attr = attributes.stat
+                            entry.attr_timeout = times.attributes
+                            entry.entry_timeout = times.entry
+                            counted = child
+                        } else {
+                            forgetCounted(child, id: id)
+                        }
+                    }
+                }
+                let needed = fuse_add_direntry_plus(req, out.baseAddress! + used, size - used, name, &entry, off_t(position + 1))
+                if needed > size - used {
+                    if let counted { forgetCounted(counted, id: entry.ino) }  // not sent
+                    break
+                }
+                used += needed
+                position += 1
+            }
+            fuse_reply_buf(req, out.baseAddress, used)
+        }
+    }
+
+    /// Drops a reference counted for an entry that was not sent after all.
+    private func forgetCounted(_ node: Node, id: UInt64) {
+        if case .present = node { namespace.tree.forget(id, count: 1) } else { namespace.table.forget(id, count: 1) }
+    }
+
     func releasedir(_ req: fuse_req_t, _ fi: UnsafeMutablePointer<fuse_file_info>) {
         removeHandle(fi.pointee.fh)
         fuse_reply_err(req, 0)
@@ -320,6 +399,12 @@ extension LayerFilesystem {
 
     /// `getxattr`: size 0 asks for the value's length; a buffer too small is ERANGE.
     func getxattr(_ req: fuse_req_t, _ id: fuse_ino_t, name: String, size: Int) {
+        // `ls -l` asks every file for security.selinux and the POSIX ACLs: answer those at once,
+        // without reading the event.
+        guard name.hasPrefix(Namespace.xattrPrefix) else {
+            fuse_reply_err(req, ENODATA)
+            return
+        }
         do {
             guard let value = try namespace.extendedAttributes(node(id)).first(where: { $0.name == name })?.value else {
                 throw Errno.noData

@@ -344,21 +344,11 @@ public final class Namespace: Sendable {
             return out
         case .timeRoot:
             var out = [listed("latest", .directory(try timeView("latest"), path: "/"))]
-            let head = store.headSequence
-            var next: Timestamp? = nil
-            var names: [String] = []
-            // Newest first so that of several events in one nanosecond only the last is listed
-            // (the one the name resolves to); then reversed into time order.
-            var seq = head
-            while true {
-                let time = try store.time(ofSequence: seq)
-                if time != next { names.append(time.canonical) }
-                next = time
-                if seq == 0 { break }
-                seq -= 1
-            }
-            for name in names.reversed() {
-                out.append(ListedEntry(name: name, ino: NodeID.unassignedDirectory, type: .directory))
+            // Of several events in one nanosecond only the last is listed (the one the name resolves to).
+            let times = store.distinctEventTimes()
+            out.reserveCapacity(times.count + 1)
+            for entry in times {
+                out.append(ListedEntry(name: entry.time.canonical, ino: NodeID.unassignedDirectory, type: .directory))
             }
             return out
         case .blockRoot:
@@ -411,13 +401,13 @@ public final class Namespace: Sendable {
 
     // MARK: Content and provenance
 
-    /// The bytes a historical file node reads as.
-    public func content(_ node: Node) throws -> [UInt8] {
+    /// A historical file node's content, for ranged reads (a deletion marker reads as empty).
+    public func content(_ node: Node) throws -> FileContent? {
         switch node {
         case .present: throw Errno.invalidArgument
-        case .version(let info) where info.kind == .file: return try store.read(info)
+        case .version(let info) where info.kind == .file: return try store.openContent(info)
         case .version: throw Errno.invalidArgument
-        case .deletion: return []
+        case .deletion: return nil
         default: throw Errno.isDirectory
         }
     }
@@ -431,6 +421,9 @@ public final class Namespace: Sendable {
         guard case .version(let info) = node, info.kind == .symlink else { throw Errno.invalidArgument }
         return try store.readLink(info)
     }
+
+    /// Every extended attribute layerfs shows starts with this.
+    public static let xattrPrefix = "user.layerfs."
 
     /// The extended attributes of a node: provenance of the event that produced a version (or
     /// recorded a deletion). Directories have none. Names in a fixed order.

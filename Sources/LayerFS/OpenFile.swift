@@ -19,6 +19,9 @@ final class OpenFile: Sendable {
     enum Content {
         /// Not read yet: the committed version's content (nil: a new, empty file).
         case stored(NodeInfo?)
+        /// Clean and being read: ranged reads of the committed version (no copy in memory).
+        case ranged(FileContent, NodeInfo)
+        /// In memory: written (or read whole to be written).
         case loaded([UInt8])
     }
 
@@ -56,6 +59,10 @@ final class OpenFile: Sendable {
     let state: Mutex<State>
     let commitLock = Mutex(())
 
+    /// Clean files larger than this are read by ranges (they are blobs in the store); smaller ones
+    /// are read whole once (their content is inline in the event line).
+    static let rangedReadThreshold: UInt64 = 65_536
+
     /// An existing file (`info`: its committed version).
     init(existing info: NodeInfo) {
         state = Mutex(
@@ -76,8 +83,8 @@ final class OpenFile: Sendable {
         case .stored(nil):
             s.content = .loaded([])
             return []
-        case .stored(let info?):
-            let bytes = try store.read(info)
+        case .stored(let info?), .ranged(_, let info):
+            let bytes = try store.read(info)  // whole, hash checked
             s.content = .loaded(bytes)
             return bytes
         }
@@ -86,6 +93,22 @@ final class OpenFile: Sendable {
     /// Calls `body` with up to `count` bytes at `offset` (fewer at the end of the file).
     func withBytes(offset: Int, count: Int, store: Store, _ body: (UnsafeRawBufferPointer) -> Void) throws(LayerError) {
         try state.withLock { (s: inout State) throws(LayerError) in
+            if case .stored(let info?) = s.content, info.size > Self.rangedReadThreshold {
+                s.content = .ranged(try store.openContent(info), info)
+            }
+            if case .ranged(let content, _) = s.content {
+                // Clean and large: read the range from the store, not the whole file into memory.
+                guard offset >= 0, UInt64(offset) < content.size, count > 0 else {
+                    body(UnsafeRawBufferPointer(start: nil, count: 0))
+                    return
+                }
+                let n = Int(min(UInt64(count), content.size - UInt64(offset)))
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 16)
+                defer { buffer.deallocate() }
+                let got = try content.read(offset: UInt64(offset), into: buffer)
+                body(UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
+                return
+            }
             let bytes = try Self.load(&s, store)
             let start = min(max(offset, 0), bytes.count)
             let end = min(start + max(count, 0), bytes.count)
@@ -203,6 +226,7 @@ final class OpenFile: Sendable {
                 switch s.content {
                 case .loaded(let bytes): UInt64(bytes.count)
                 case .stored(let info): info?.size ?? 0
+                case .ranged(_, let info): info.size
                 }
             if s.pending {
                 return Attributes(

@@ -104,6 +104,8 @@ extension LayerFilesystem {
         }
         fi.pointee.fh = addHandle(.presentFile(id: id, file: file, writable: writable))
         fi.pointee.keep_cache = 0
+        // A read-only descriptor commits nothing at close (a writer's own close or release does).
+        fi.pointee.noflush = writable ? 0 : 1
         if fuse_reply_open(req, fi) != 0 {
             removeHandle(fi.pointee.fh)
             tree.closeFile(id)

@@ -302,6 +302,31 @@ struct MountTests {
         }
     }
 
+    /// A relative store path still works once the daemon has left its working directory (blobs
+    /// are written by path: a large file must commit).
+    @Test func daemonWithARelativeStorePathCommitsBlobs() throws {
+        let binary = try #require(LayerFSBinary.path)
+        try withScratchDirectory { (dir: String) throws in
+            try Store.create(at: dir + "/store", by: tester)
+            try FileManager.default.createDirectory(atPath: dir + "/mnt", withIntermediateDirectories: false)
+            let result = try runProgram("/bin/sh", ["-c", "cd '\(dir)' && exec '\(binary)' mount store mnt"])
+            defer {
+                for _ in 0..<50 where isMounted(dir + "/mnt") {
+                    _ = try? runProgram(findExecutable("fusermount3")!, ["-u", dir + "/mnt"])
+                    if isMounted(dir + "/mnt") { usleep(100_000) }
+                }
+                if isMounted(dir + "/mnt") { _ = try? runProgram(findExecutable("umount") ?? "/bin/umount", ["-l", dir + "/mnt"]) }
+            }
+            #expect(result.status == 0, "\(result.output)")
+            let big = [UInt8]((0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+            #expect(FileManager.default.createFile(atPath: dir + "/mnt/big", contents: Data(big)))
+            #expect(FileManager.default.contents(atPath: dir + "/mnt/big") == Data(big))
+            // /proc/mounts names the store by its absolute path.
+            let mounts = try String(contentsOfFile: "/proc/mounts", encoding: .utf8)
+            #expect(mounts.contains("\(dir)/store \(dir)/mnt fuse.layerfs "), "\(mounts)")
+        }
+    }
+
     @Test func sigtermUnmountsAndExitsCleanly() throws {
         try withMountedStore(build: buildSampleStore) { (m: MountedStore, _: Store) throws in
             kill(m.process.processIdentifier, SIGTERM)

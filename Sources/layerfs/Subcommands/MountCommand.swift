@@ -80,17 +80,28 @@ struct MountCommand: ParsableCommand {
                 logger.logLevel = level
             }
             let mountOptions = MountOptions(parsing: options)
+            // The absolute path: the daemon leaves its working directory, and /proc/mounts shows it.
+            var storePath = self.store
             if let resolved = realpath(self.store, nil) {
-                defer { free(resolved) }
-                if let elsewhere = FUSESession.mountPoint(ofStore: String(cString: resolved)) {
+                storePath = String(cString: resolved)
+                free(resolved)
+                if let elsewhere = FUSESession.mountPoint(ofStore: storePath) {
                     throw CLIError("store \(self.store) is already mounted on \(elsewhere) (unmount it first: fusermount3 -u \(elsewhere))", status: .locked)
                 }
             }
-            let store = try StoreAccess.open(self.store, mode: mountOptions.readOnly ? .readOnly : .readWrite, logger: logger)
+            // Likewise the mount point: the daemon unmounts it by path after leaving its directory.
+            var mountPath = mountPoint
+            if let resolved = realpath(mountPoint, nil) {
+                mountPath = String(cString: resolved)
+                free(resolved)
+            }
+            // The default seal policy: every 1000 events, every hour, and when unmounted.
+            let store = try StoreAccess.open(
+                storePath, mode: mountOptions.readOnly ? .readOnly : .readWrite, sealPolicy: SealPolicy(), logger: logger)
             let session: FUSESession
             do throws(MountError) {
                 session = try FUSESession(
-                    store: store, mountPoint: mountPoint, options: mountOptions, logger: logger)
+                    store: store, mountPoint: mountPath, options: mountOptions, logger: logger)
             } catch {
                 let status: ExitStatus =
                     switch error.kind {
