@@ -45,6 +45,9 @@ public final class LayerFilesystem: Sendable {
     /// Open handles. Protected by its mutex; taken after (never while holding) the node table's.
     private let handles = Mutex(Handles())
 
+    /// Thread id → process and name, for provenance.
+    let provenanceCache = ProvenanceCache()
+
     public init(namespace: Namespace, logger: Logger) {
         self.namespace = namespace
         self.logger = logger
@@ -84,6 +87,31 @@ public final class LayerFilesystem: Sendable {
 
     func errno(_ error: any Error, _ operation: StaticString) -> Int32 {
         ErrorMapping.errno(for: error, operation: operation, logger: logger)
+    }
+}
+
+/// Caches the process (and its name) of the threads that send requests. An entry is trusted for
+/// a second: thread ids are reused, and a process may rename itself (exec).
+final class ProvenanceCache: Sendable {
+    struct Entry {
+        var provenance: Provenance
+        var expires: Timestamp
+    }
+    private let entries = Mutex([Int32: Entry]())
+
+    func provenance(uid: UInt32, gid: UInt32, thread: Int32) -> Provenance {
+        let now = Timestamp.now()
+        if let hit = entries.withLock({ $0[thread] }), hit.expires > now, hit.provenance.uid == uid, hit.provenance.gid == gid {
+            return hit.provenance
+        }
+        let pid = Provenance.processID(ofThread: thread) ?? thread
+        let name = Provenance.processName(pid: pid) ?? "unknown"
+        let provenance = Provenance(uid: uid, gid: gid, pid: pid, process: name)
+        entries.withLock { e in
+            if e.count >= 4096 { e.removeAll(keepingCapacity: true) }
+            e[thread] = Entry(provenance: provenance, expires: Timestamp(nanoseconds: now.nanoseconds + 1_000_000_000))
+        }
+        return provenance
     }
 }
 

@@ -206,6 +206,14 @@ final class OpenFile: Sendable {
         }
     }
 
+    /// A clean file's committed version changed under it (a truncate event): read that one now.
+    func reload(_ info: NodeInfo) {
+        state.withLock { s in
+            guard !s.dirty && !s.pending else { return }
+            s.content = .stored(info)
+        }
+    }
+
     /// Forget uncommitted changes (the file was unlinked or replaced: they have nowhere to go).
     func discardChanges() {
         state.withLock { s in
@@ -218,8 +226,13 @@ final class OpenFile: Sendable {
     var isDirtyOrPending: Bool { state.withLock { $0.dirty || $0.pending } }
     var isPending: Bool { state.withLock { $0.pending } }
 
-    /// What `stat` shows while open: a pending file entirely from here; a dirty file's size and
-    /// mtime from here (the rest from the store's version, passed in `committed`).
+    /// What `stat` shows while open: a pending file entirely from here; the size always from here
+    /// and a dirty file's mtime too (the rest from the store's version, passed in `committed`).
+    ///
+    /// The size is the open content's even when clean: for a detached file (unlinked while open)
+    /// `committed` is the attributes recorded before it lost its path, and a commit of its later
+    /// writes is dropped (it has no path) and marks it clean, so they would show the old size
+    /// and the kernel would cut reads of the content its handles still hold at that size.
     func attributes(id: UInt64, committed: Attributes?) -> Attributes? {
         state.withLock { s in
             let size: UInt64 =
@@ -234,10 +247,8 @@ final class OpenFile: Sendable {
                     linkCount: 1)
             }
             guard var a = committed else { return nil }
-            if s.dirty {
-                a.size = size
-                a.mtime = s.mtime
-            }
+            a.size = size
+            if s.dirty { a.mtime = s.mtime }
             return a
         }
     }

@@ -128,6 +128,42 @@ final class PresentTree: Sendable {
         }
     }
 
+    /// One more handle on `id`'s open file if it has one; nil if it has none (then `openFile`
+    /// makes one). One step: a look and then an attach could find the file gone in between,
+    /// closed by a release racing this open.
+    func attachExisting(_ id: UInt64) -> OpenFile? {
+        state.withLock { s in
+            guard var object = s.objects[id], let file = object.file else { return nil }
+            object.handles += 1
+            s.objects[id] = object
+            return file
+        }
+    }
+
+    /// A release: one handle fewer, the open file kept (the caller may commit it, then calls
+    /// `dropClosedFile`). True when no handle is left, for exactly one of racing releases.
+    func releaseHandle(_ id: UInt64) -> Bool {
+        state.withLock { s in
+            guard var object = s.objects[id], object.file != nil, object.handles > 0 else { return false }
+            object.handles -= 1
+            s.objects[id] = object
+            return object.handles == 0
+        }
+    }
+
+    /// After a release: the open file goes if no handle is open on it (one may have opened since).
+    func dropClosedFile(_ id: UInt64) {
+        state.withLock { s in
+            guard var object = s.objects[id], object.file != nil, object.handles <= 0 else { return }
+            object.file = nil
+            s.objects[id] = object
+            Self.dropIfUnused(id, &s)
+        }
+    }
+
+    /// Open handles on `id` (0 when it has no open file).
+    func handleCount(_ id: UInt64) -> Int { state.withLock { $0.objects[id]?.handles ?? 0 } }
+
     /// Every open file (for committing at unmount).
     func openFiles() -> [(id: UInt64, file: OpenFile)] {
         state.withLock { s in s.objects.compactMap { id, o in o.file.map { (id, $0) } } }

@@ -2,10 +2,10 @@
 //
 // What commits, and when (DESIGN.md, "Events"):
 // - A file handle's writes change the shared open file (`OpenFile`) in memory; they are committed
-//   as ONE `write` event with the whole content at flush (every close(2)), at fsync, and at release
-//   if still uncommitted. open(O_TRUNC) + write + close is one event. A commit's error (ENOSPC,
-//   EIO) is returned by the close or fsync that asked for it; nothing is acknowledged before the
-//   event is durable (Store.commit returns after fdatasync).
+//   as ONE `write` event with the whole content at flush (every close(2)), at fsync, and at the
+//   release of the file's last open handle if still uncommitted. open(O_TRUNC) + write + close is
+//   one event. A commit's error (ENOSPC, EIO) is returned by the close or fsync that asked for it;
+//   nothing is acknowledged before the event is durable (Store.commit returns after fdatasync).
 // - create(2) appends nothing: the new file is *pending* until its first commit, so create + write
 //   + close is one event, and the editor pattern (write a temp file, fsync, rename it over) is two:
 //   the temp file's content, then the rename.
@@ -34,11 +34,12 @@ extension LayerFilesystem {
     var store: Store { namespace.store }
     var tree: PresentTree { namespace.tree }
 
-    /// Who is asking: the FUSE request's uid, gid and pid, and the process's name.
+    /// Who is asking: the FUSE request's uid and gid, the process of its thread, and its name.
+    /// (The request names the calling thread; the process and its name are read from /proc once
+    /// per thread and cached, so a stream of writes does not read /proc for each.)
     func provenance(_ req: fuse_req_t) -> Provenance {
         guard let ctx = fuse_req_ctx(req)?.pointee else { return .currentProcess() }
-        let name = Provenance.processName(pid: ctx.pid) ?? "unknown"
-        return Provenance(uid: ctx.uid, gid: ctx.gid, pid: ctx.pid, process: name)
+        return provenanceCache.provenance(uid: ctx.uid, gid: ctx.gid, thread: ctx.pid)
     }
 
     /// The present object `id` names, or EROFS when it is in a historical view or an @ directory.
@@ -97,7 +98,7 @@ extension LayerFilesystem {
         if writable || flags & O_TRUNC != 0 { try requireWritableStore() }
         let file = try namespace.pathLock.shared { () throws -> OpenFile in try attachOpenFile(id) }
         if writable && flags & O_TRUNC != 0 {
-            do { try file.truncate(to: 0, explicit: false, by: provenance(req), store: store) } catch {
+            do { try truncateAtOpen(file, by: provenance(req)) } catch {
                 tree.closeFile(id)
                 throw error
             }
@@ -112,24 +113,30 @@ extension LayerFilesystem {
         }
     }
 
+    /// open(O_TRUNC) empties the file (committed by this handle's first write + flush, or at the
+    /// last release). Under the commit lock, so that a release that found no handle open
+    /// (`commitLocked(ifNoHandleOpen:)`) never commits this emptying as a version of its own.
+    private func truncateAtOpen(_ file: OpenFile, by who: Provenance) throws {
+        try file.commitLock.withLock { (_: inout ()) throws in
+            try file.truncate(to: 0, explicit: false, by: who, store: store)
+        }
+    }
+
     /// The open file of `id`, counting one more handle (the path lock is held shared).
     private func attachOpenFile(_ id: UInt64) throws -> OpenFile {
+        // Attached in one step: the last handle may be closing right now.
+        if let file = tree.attachExisting(id) { return file }
         let object = tree.snapshot(id)
         guard object.known else { throw Errno.staleNFSFileHandle }
-        if object.file == nil {
-            guard let path = object.path else { throw LayerError(.notFound, "removed from the present") }
-            let info = try store.stat(path)
-            switch info.kind {
-            case .directory: throw Errno.isDirectory
-            case .symlink: throw Errno.tooManySymbolicLinkLevels
-            case .file: break
-            }
-            guard let file = tree.openFile(id, make: { OpenFile(existing: info) }) else { throw Errno.staleNFSFileHandle }
-            return file
+        guard let path = object.path else { throw LayerError(.notFound, "removed from the present") }
+        let info = try store.stat(path)
+        switch info.kind {
+        case .directory: throw Errno.isDirectory
+        case .symlink: throw Errno.tooManySymbolicLinkLevels
+        case .file: break
         }
-        guard let file = tree.openFile(id, make: { preconditionFailure("has an open file") }) else {
-            throw Errno.staleNFSFileHandle
-        }
+        // (An open racing this one may have made the open file meanwhile: then it is shared.)
+        guard let file = tree.openFile(id, make: { OpenFile(existing: info) }) else { throw Errno.staleNFSFileHandle }
         return file
     }
 
@@ -148,13 +155,19 @@ extension LayerFilesystem {
 
     /// Commits `file`'s uncommitted content as one event at its current path (nothing if clean;
     /// dropped if the object was unlinked or replaced meanwhile). Takes the path lock shared.
-    func commit(_ id: UInt64, _ file: OpenFile, fallback who: Provenance, writtenOnly: Bool = false) throws {
-        try namespace.pathLock.shared { () throws in try commitLocked(id, file, fallback: who, writtenOnly: writtenOnly) }
+    func commit(_ id: UInt64, _ file: OpenFile, fallback who: Provenance, writtenOnly: Bool = false, ifNoHandleOpen: Bool = false) throws {
+        try namespace.pathLock.shared { () throws in
+            try commitLocked(id, file, fallback: who, writtenOnly: writtenOnly, ifNoHandleOpen: ifNoHandleOpen)
+        }
     }
 
-    /// `commit` with the path lock already held (shared or exclusive).
-    func commitLocked(_ id: UInt64, _ file: OpenFile, fallback who: Provenance, writtenOnly: Bool = false) throws {
+    /// `commit` with the path lock already held (shared or exclusive). `ifNoHandleOpen`: nothing
+    /// if a handle is open on the file (what the last release does, see `releasePresent`).
+    func commitLocked(
+        _ id: UInt64, _ file: OpenFile, fallback who: Provenance, writtenOnly: Bool = false, ifNoHandleOpen: Bool = false
+    ) throws {
         try file.commitLock.withLock { (_: inout ()) throws in
+            if ifNoHandleOpen && tree.handleCount(id) > 0 { return }
             guard let snapshot = try file.snapshotForCommit(store: store, writtenOnly: writtenOnly) else { return }
             guard let path = tree.path(id) else {
                 file.discardChanges()
@@ -184,18 +197,46 @@ extension LayerFilesystem {
     }
 
     /// The last chance to commit (writes through mmap reach us after flush); then the handle goes.
+    ///
+    /// Only the release of the last handle open on the file commits. The kernel sends RELEASE
+    /// asynchronously, after close(2) has returned, so it can arrive after the same process has
+    /// opened the file again: with `open(O_TRUNC); write; close` twice in a row, the first
+    /// release landing between the second open's truncation and its write would otherwise commit
+    /// the emptied file as a version of its own (an extra empty `write` event). Nothing waits for
+    /// a release, and the last handle's release commits whatever is left, so skipping loses
+    /// nothing. The handle is counted out first (`releaseHandle`), so of racing releases exactly
+    /// one is the last; the commit re-checks under the commit lock that no open came since.
     func releasePresent(_ req: fuse_req_t, id: UInt64, file: OpenFile) {
         do {
-            try commit(id, file, fallback: provenance(req))
+            try namespace.pathLock.shared { () throws in try finishHandle(id, file, fallback: provenance(req)) }
         } catch {
             logger.error("release: uncommitted writes of \(tree.path(id) ?? "a removed file") are lost: \(error)")
-            file.discardChanges()
         }
-        let stillPending = file.isPending
-        tree.closeFile(id)
+    }
+
+    /// One handle on `file` is done (a release, or the temporary handle of a setattr): if it was
+    /// the last, commits what is left and lets the open file go. Path lock held (shared).
+    /// Throws the commit's error (the uncommitted changes are then dropped).
+    func finishHandle(_ id: UInt64, _ file: OpenFile, fallback who: Provenance) throws {
+        var failure: (any Error)?
+        // A new file whose commit failed (ENOSPC, EIO) was never in the store: it must leave the
+        // tree like any other pending file released uncommitted. `discardChanges` clears the
+        // pending flag, so read it first; otherwise the name stayed listed by readdir (stat of it:
+        // ENOENT) until the kernel forgot the inode.
+        var failedWhilePending = false
+        if tree.releaseHandle(id) {
+            do { try commitLocked(id, file, fallback: who, ifNoHandleOpen: true) } catch {
+                failure = error
+                failedWhilePending = file.isPending
+                file.discardChanges()
+            }
+        }
+        let stillPending = failedWhilePending || file.isPending
+        tree.dropClosedFile(id)
         if stillPending, let path = tree.path(id), tree.pendingID(path) == id, tree.snapshot(id).file == nil {
             tree.removed(path)
         }
+        if let failure { throw failure }
     }
 
     /// Commits every open file (at unmount, before the store closes).
@@ -236,7 +277,7 @@ extension LayerFilesystem {
                 return (id, file, true)
             }
             if !created.isNew && flags & O_TRUNC != 0 {
-                try created.file.truncate(to: 0, explicit: false, by: who, store: store)
+                try truncateAtOpen(created.file, by: who)
             }
             var entry = fuse_entry_param()
             let attributes = try namespace.attributes(.present(created.id), id: created.id)
@@ -311,6 +352,7 @@ extension LayerFilesystem {
                 let parentPath = try namespace.presentPath(parentID)
                 try StorePath.checkName(name, path: parentPath)
                 let path = StorePath.join(parentPath, name)
+                if !directory { noteAttributesBeforeDetaching(path) }
                 if !directory, let pending = tree.pendingID(path) {
                     // Never committed: it goes without an event (its open handles keep reading it).
                     tree.snapshot(pending).file?.discardChanges()
@@ -356,6 +398,7 @@ extension LayerFilesystem {
                     // A new file is committed first, so the rename has something to move.
                     try commitLocked(sourcePending, file, fallback: who)
                 }
+                if targetExists { noteAttributesBeforeDetaching(to) }
                 try store.commit(.rename(from: from, to: to), by: who)
                 if let targetPending { tree.snapshot(targetPending).file?.discardChanges() }
                 tree.moved(from: from, to: to)
@@ -364,6 +407,16 @@ extension LayerFilesystem {
         } catch {
             fuse_reply_err(req, errno(error, "rename"))
         }
+    }
+
+    /// An open file about to lose its path (unlink, or replaced by a rename) goes on showing its
+    /// size, mode and owner through its handles (`fstat` after unlink): `presentAttributes` of a
+    /// detached object starts from the attributes last recorded for it, which may be none, or
+    /// stale ones from its creation, if nothing asked while it was open. Record them now, while
+    /// the store still has the path. (Path lock held exclusively.)
+    private func noteAttributesBeforeDetaching(_ path: String) {
+        guard let id = tree.existingID(path), tree.snapshot(id).file != nil else { return }
+        _ = try? namespace.presentAttributes(id)  // records them for an object with an open file
     }
 
     /// Hard links cannot be stored (a path has one version history): EPERM, as on file systems
@@ -383,11 +436,29 @@ extension LayerFilesystem {
             let set = UInt32(bitPattern: toSet)
             let attributes = try namespace.pathLock.shared { () throws -> Attributes in
                 let snapshot = tree.snapshot(object)
-                let file = snapshot.file
+                // A handle of this call's own on the file's open file, if it has one: a release in
+                // flight (the kernel sends them after close returns) must not drop it under us.
+                let file = tree.attachExisting(object)
+                var handed = false
+                defer { if let file, !handed { try? finishHandle(object, file, fallback: who) } }
                 if set & UInt32(FUSE_SET_ATTR_SIZE) != 0 {
                     let size = UInt64(max(attr.st_size, 0))
                     if let file {
-                        try file.truncate(to: size, explicit: true, by: who, store: store)
+                        // ftruncate through a descriptor open for writing is that handle's change.
+                        var throughWriter = false
+                        if let fi, case .presentFile(_, _, true)? = handle(fi.pointee.fh) { throughWriter = true }
+                        try file.commitLock.withLock { (_: inout ()) throws in
+                            if throughWriter || file.isDirtyOrPending {
+                                // Committed with the writes, at flush or close.
+                                try file.truncate(to: size, explicit: true, by: who, store: store)
+                            } else {
+                                // truncate(2) of a clean file (only readers have it open): an event
+                                // now, as for a closed file.
+                                guard let path = snapshot.path else { throw LayerError(.notFound, "removed from the present") }
+                                try store.commit(.truncate(path: path, size: size), by: who)
+                                file.reload(try store.stat(path))
+                            }
+                        }
                     } else {
                         guard let path = snapshot.path else { throw LayerError(.notFound, "removed from the present") }
                         try store.commit(.truncate(path: path, size: size), by: who)
@@ -427,6 +498,10 @@ extension LayerFilesystem {
                         let mtime = Timestamp(nanoseconds: scaled &+ Int64(attr.st_mtim.tv_nsec))
                         try store.commit(.setModificationTime(path: path, mtime: mtime), by: who)
                     }
+                }
+                if let file {
+                    handed = true
+                    try finishHandle(object, file, fallback: who)  // commits if it was the last
                 }
                 return try namespace.presentAttributes(object)
             }

@@ -32,6 +32,21 @@ public struct Provenance: Hashable, Sendable {
         return Provenance(uid: getuid(), gid: getgid(), pid: pid, process: processName(pid: pid) ?? "")
     }
 
+    /// The process a thread belongs to (`Tgid:` in `/proc/<tid>/status`); nil if it is gone.
+    /// FUSE requests name the calling *thread*; events record the process.
+    public static func processID(ofThread tid: Int32) -> Int32? {
+        let fd = open("/proc/\(tid)/status", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 512)  // Tgid is on the 4th line
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, 512) }
+        guard n > 0 else { return nil }
+        for line in buffer[0..<n].split(separator: UInt8(ascii: "\n")) where line.starts(with: Array("Tgid:".utf8)) {
+            return Int32(String(decoding: line.dropFirst(5).filter { $0 >= 48 && $0 <= 57 }, as: UTF8.self))
+        }
+        return nil
+    }
+
     /// Reads `/proc/<pid>/comm` (without its newline); nil if the process is gone.
     public static func processName(pid: Int32) -> String? {
         let fd = open("/proc/\(pid)/comm", O_RDONLY | O_CLOEXEC)

@@ -850,7 +850,19 @@ public final class Store: @unchecked Sendable {
             do throws(LayerError) {
                 try FileSystem.writeFileAtomically(Store.blockHeadPath(path), HeadFile.encode(seq: header.number, hash: header.hash), durable: true)
             } catch {
-                throw error.inStore(path)
+                // If it was not renamed into place (ENOSPC, EIO), blocks.jsonl would stay one
+                // header ahead of metadata/current_block, which, after the clean close that
+                // follows, every open (verify, the next mount) reports as damage ("appended by
+                // hand?"): a seal at close on a full disk left a store that could not be opened
+                // for writing. Take the header back off, as when its own append fails. If it was
+                // renamed (only the directory's sync failed), both files name the block: keep it.
+                let named = (try? FileSystem.readFile(Store.blockHeadPath(path))).flatMap(HeadFile.decode)
+                if named?.seq != header.number || named?.hash != header.hash {
+                    try? FileSystem.truncate(blocksFD, to: before, path: blocksPath)
+                    try? FileSystem.dataSync(blocksFD, path: blocksPath)
+                    throw error.inStore(path)
+                }
+                logger.error("block \(header.number) sealed, but syncing metadata/ failed: \(error)", metadata: ["store": "\(path)"])
             }
             state.withLock { s in
                 s.blocks.append(header)
