@@ -124,10 +124,21 @@ final class OpenFile: Sendable {
         try state.withLock { (s: inout State) throws(LayerError) in
             var bytes = try Self.load(&s, store)
             s.content = .loaded([])  // drop the enum's reference so `bytes` is uniquely owned
-            let end = offset + data.count
-            if bytes.count < end { bytes.append(contentsOf: repeatElement(0, count: end - bytes.count)) }
-            if data.count > 0 {
-                bytes.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[offset..<end]).copyMemory(from: data) }
+            // One pass over the data: a hole is zero-filled, the part over existing bytes copied in
+            // place, the rest appended (a sequential writer only appends).
+            if offset > bytes.count { bytes.append(contentsOf: repeatElement(0, count: offset - bytes.count)) }
+            let overlap = max(0, min(bytes.count - offset, data.count))
+            if overlap > 0 {
+                bytes.withUnsafeMutableBytes {
+                    UnsafeMutableRawBufferPointer(rebasing: $0[offset..<offset + overlap])
+                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: data[0..<overlap]))
+                }
+            }
+            if overlap < data.count {
+                if bytes.capacity < offset + data.count {
+                    bytes.reserveCapacity(max(offset + data.count, bytes.capacity * 2))
+                }
+                bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: data[overlap...]))
             }
             s.content = .loaded(bytes)
             s.dirty = true

@@ -295,8 +295,8 @@ struct RobustnessTests {
     @Test func sigtermCommitsOpenDirtyFilesClosesTheStoreAndSeals() throws {
         try withMountedStore(build: buildUnsealedStore) { (m: MountedStore, _: Store) throws in
             // Written, never closed: a new file, and an existing one truncated and rewritten.
-            // (FUSE reports the calling *thread's* id as the requester's pid: this one.)
-            let writer = currentThreadID()
+            // (FUSE reports the calling thread's id; layerfs records its process: this test's.)
+            let writer = getpid()
             let newContent = Array("written, never closed\n".utf8)
             let hostsContent = Array("v2: open at unmount\n".utf8)
             let fdNew = open(m.mountPoint + "/new.txt", O_WRONLY | O_CREAT | O_EXCL, 0o644)
@@ -519,12 +519,6 @@ private func mountSource(of mountPoint: String) throws -> String? {
 private func relativePath(to path: String) -> String {
     let cwd = FileManager.default.currentDirectoryPath.split(separator: "/")
     return String(repeating: "../", count: cwd.count) + path.drop(while: { $0 == "/" })
-}
-
-/// gettid(2) (not in Swift's Glibc module: looked up at run time).
-private func currentThreadID() -> Int32 {
-    typealias GetTID = @convention(c) () -> Int32
-    return FS.symbol("gettid", as: GetTID.self)()
 }
 
 private let currentUmask: UInt32 = {
