@@ -29,8 +29,8 @@ public final class LayerFilesystem: Sendable {
 
     /// What an open file or directory handle (`fi->fh`) holds.
     enum Handle {
-        /// A historical version's content (nil: a deletion marker, empty). Read by ranges.
-        case file(FileContent?)
+        /// A historical version's content, opened at the first read. Read by ranges.
+        case file(VersionContent)
         /// A present file: its shared open-file state.
         case presentFile(id: UInt64, file: OpenFile, writable: Bool)
         /// A directory's entries, listed once at opendir so that offsets stay valid.
@@ -232,7 +232,7 @@ extension LayerFilesystem {
             let flags = fi.pointee.flags
             if flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0 { throw Errno.readOnlyFileSystem }
             guard !node.isViewDirectory else { throw Errno.isDirectory }
-            fi.pointee.fh = addHandle(.file(try namespace.content(node)))
+            fi.pointee.fh = addHandle(.file(try namespace.versionContent(node)))
             fi.pointee.keep_cache = 1  // the version's content never changes
             fi.pointee.noflush = 1  // nothing to commit: spare close(2) a round trip
             if fuse_reply_open(req, fi) != 0 { removeHandle(fi.pointee.fh) }  // interrupted: no release will come
@@ -243,7 +243,12 @@ extension LayerFilesystem {
 
     func read(_ req: fuse_req_t, size: Int, offset: Int, _ fi: UnsafeMutablePointer<fuse_file_info>) {
         switch handle(fi.pointee.fh) {
-        case .file(let content)?:
+        case .file(let version)?:
+            let content: FileContent?
+            do { content = try version.content(namespace.store) } catch {
+                fuse_reply_err(req, errno(error, "read"))
+                return
+            }
             guard let content, offset >= 0, UInt64(offset) < content.size, size > 0 else {
                 fuse_reply_buf(req, nil, 0)
                 return

@@ -1,4 +1,5 @@
 import LayerCore
+import Synchronization
 import SystemPackage
 
 /// What `stat` shows for a node, without any C type (the adapter turns it into `struct stat`).
@@ -13,6 +14,24 @@ public struct Attributes: Hashable, Sendable {
     public var size: UInt64
     public var mtime: Timestamp
     public var linkCount: UInt32
+}
+
+/// A historical version's content, opened at the first read (nil info: a deletion marker, empty).
+final class VersionContent: Sendable {
+    let info: NodeInfo?
+    private let opened = Mutex<FileContent?>(nil)
+
+    init(_ info: NodeInfo?) { self.info = info }
+
+    func content(_ store: Store) throws(LayerError) -> FileContent? {
+        guard let info else { return nil }
+        return try opened.withLock { (cached: inout FileContent?) throws(LayerError) -> FileContent? in
+            if let cached { return cached }
+            let content = try store.openContent(info)
+            cached = content
+            return content
+        }
+    }
 }
 
 /// One name in a directory listing.
@@ -403,11 +422,17 @@ public final class Namespace: Sendable {
 
     /// A historical file node's content, for ranged reads (a deletion marker reads as empty).
     public func content(_ node: Node) throws -> FileContent? {
+        try versionContent(node).content(store)
+    }
+
+    /// The same, read only when first needed: an open that is served from the kernel's page cache
+    /// (keep_cache) never decodes the event.
+    func versionContent(_ node: Node) throws -> VersionContent {
         switch node {
         case .present: throw Errno.invalidArgument
-        case .version(let info) where info.kind == .file: return try store.openContent(info)
+        case .version(let info) where info.kind == .file: return VersionContent(info)
         case .version: throw Errno.invalidArgument
-        case .deletion: return nil
+        case .deletion: return VersionContent(nil)
         default: throw Errno.isDirectory
         }
     }

@@ -32,6 +32,9 @@ final class PresentTree: Sendable {
         var handles: Int = 0
         /// Attributes last seen, for `fstat` of a detached open object.
         var lastAttributes: Attributes?
+        /// Changes were dropped (a commit failed): the kernel's cached pages may hold them, so the
+        /// next open must not keep them.
+        var pagesStale = false
     }
 
     struct State {
@@ -163,6 +166,18 @@ final class PresentTree: Sendable {
 
     /// Open handles on `id` (0 when it has no open file).
     func handleCount(_ id: UInt64) -> Int { state.withLock { $0.objects[id]?.handles ?? 0 } }
+
+    /// The kernel's pages of `id` may hold content the store does not have (dropped changes).
+    func markPagesStale(_ id: UInt64) { state.withLock { s in s.objects[id]?.pagesStale = true } }
+
+    /// Whether an open of `id` may keep the kernel's pages (and clears the stale mark).
+    func takeKeepCache(_ id: UInt64) -> Bool {
+        state.withLock { s in
+            guard s.objects[id]?.pagesStale == true else { return true }
+            s.objects[id]!.pagesStale = false
+            return false
+        }
+    }
 
     /// Every open file (for committing at unmount).
     func openFiles() -> [(id: UInt64, file: OpenFile)] {

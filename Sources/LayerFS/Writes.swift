@@ -104,7 +104,11 @@ extension LayerFilesystem {
             }
         }
         fi.pointee.fh = addHandle(.presentFile(id: id, file: file, writable: writable))
-        fi.pointee.keep_cache = 0
+        // Every change to a present file goes through this mount, so the kernel's pages of it
+        // stay right (writes go through them, truncate and rename are done by the kernel too):
+        // keep them across opens.
+        // (Unless a failed commit dropped changes the pages may still hold.)
+        fi.pointee.keep_cache = tree.takeKeepCache(id) ? 1 : 0
         // A read-only descriptor commits nothing at close (a writer's own close or release does).
         fi.pointee.noflush = writable ? 0 : 1
         if fuse_reply_open(req, fi) != 0 {
@@ -229,6 +233,7 @@ extension LayerFilesystem {
                 failure = error
                 failedWhilePending = file.isPending
                 file.discardChanges()
+                tree.markPagesStale(id)
             }
         }
         let stillPending = failedWhilePending || file.isPending
