@@ -458,10 +458,11 @@ extension LayerFilesystem {
 
     /// `getxattr`: size 0 asks for the value's length; a buffer too small is ERANGE.
     func getxattr(_ req: fuse_req_t, _ id: fuse_ino_t, name: String, size: Int) {
-        // `ls -l` asks every file for security.selinux and the POSIX ACLs: answer those at once,
-        // without reading the event.
+        // Only user.layerfs.* exists. Other user.* names: ENODATA. Security labels and POSIX ACLs
+        // (security.*, system.*, trusted.*) are not supported: ENOTSUP, which also tells `ls -l`
+        // to stop asking every file of this filesystem for them (it remembers the device).
         guard name.hasPrefix(Namespace.xattrPrefix) else {
-            fuse_reply_err(req, ENODATA)
+            fuse_reply_err(req, name.hasPrefix("user.") ? ENODATA : EOPNOTSUPP)
             return
         }
         do {
