@@ -45,6 +45,9 @@ final class OpenFile: Sendable {
         var mtime: Timestamp
         /// Who wrote last (the commit is attributed to them).
         var writer: Provenance?
+        /// A commit of the current content failed and the caller was told (close/fsync returned
+        /// the error): the last release drops it instead of trying again behind their back.
+        var failureReported = false
     }
 
     /// What a commit appends.
@@ -156,6 +159,7 @@ final class OpenFile: Sendable {
             s.content = .loaded(bytes)
             s.dirty = true
             s.written = true
+            s.failureReported = false
             s.generation += 1
             s.writer = who
             s.mtime = .now()
@@ -226,9 +230,15 @@ final class OpenFile: Sendable {
             if s.generation == snapshot.generation {
                 s.dirty = false
                 s.written = false
+                s.failureReported = false
             }
         }
     }
+
+    /// A flush or fsync returned a commit's error to its caller.
+    func noteFailureReported() { state.withLock { $0.failureReported = true } }
+
+    var hasReportedFailure: Bool { state.withLock { $0.failureReported } }
 
     /// A clean file's committed version changed under it (a truncate event): read that one now.
     func reload(_ info: NodeInfo) {

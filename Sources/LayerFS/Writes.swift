@@ -196,6 +196,7 @@ extension LayerFilesystem {
             try commit(id, file, fallback: provenance(req), writtenOnly: "\(operation)" == "flush")
             fuse_reply_err(req, 0)
         } catch {
+            file.noteFailureReported()
             fuse_reply_err(req, errno(error, operation))
         }
     }
@@ -229,11 +230,20 @@ extension LayerFilesystem {
         // ENOENT) until the kernel forgot the inode.
         var failedWhilePending = false
         if tree.releaseHandle(id) {
-            do { try commitLocked(id, file, fallback: who, ifNoHandleOpen: true) } catch {
-                failure = error
+            if file.hasReportedFailure && tree.handleCount(id) == 0 {
+                // Content whose commit failed, as its writer was told by close or fsync, is not
+                // committed behind their back later (the disk may have room again by now).
                 failedWhilePending = file.isPending
                 file.discardChanges()
                 tree.markPagesStale(id)
+                logger.info("dropped the uncommitted content of \(tree.path(id) ?? "a removed file"): its commit failed and the writer was told")
+            } else {
+                do { try commitLocked(id, file, fallback: who, ifNoHandleOpen: true) } catch {
+                    failure = error
+                    failedWhilePending = file.isPending
+                    file.discardChanges()
+                    tree.markPagesStale(id)
+                }
             }
         }
         let stillPending = failedWhilePending || file.isPending
