@@ -23,6 +23,8 @@ final class OpenFile: Sendable {
         case ranged(FileContent, NodeInfo)
         /// In memory: written (or read whole to be written).
         case loaded([UInt8])
+        /// In a staging file of the store: written, and large (see `stagingThreshold`).
+        case staged(StagedContent)
     }
 
     struct State {
@@ -66,6 +68,11 @@ final class OpenFile: Sendable {
     /// are read whole once (their content is inline in the event line).
     static let rangedReadThreshold: UInt64 = 65_536
 
+    /// A file written past this size moves from memory to a staging file of the store: its data
+    /// then goes to the page cache as it arrives, the commit clones it into a blob, and memory
+    /// use stays flat however large it grows. (Overwriting a large committed file clones its blob.)
+    static let stagingThreshold: UInt64 = 4 << 20
+
     /// An existing file (`info`: its committed version).
     init(existing info: NodeInfo) {
         state = Mutex(
@@ -90,7 +97,51 @@ final class OpenFile: Sendable {
             let bytes = try store.read(info)  // whole, hash checked
             s.content = .loaded(bytes)
             return bytes
+        case .staged(let staged):
+            return try staged.readAll()
         }
+    }
+
+    /// The staging file for the content if the file is, or is about to grow, past
+    /// `stagingThreshold` (made now, from memory or as a clone of the committed blob); nil to
+    /// keep the content in memory.
+    private static func staging(_ s: inout State, _ store: Store, newEnd: UInt64) throws(LayerError) -> StagedContent? {
+        switch s.content {
+        case .staged(let staged):
+            return staged
+        case .stored(let info?), .ranged(_, let info):
+            guard max(info.size, newEnd) > stagingThreshold else { return nil }
+            let staged = try store.stage(from: info)
+            s.content = .staged(staged)
+            return staged
+        case .stored(nil):
+            guard newEnd > stagingThreshold else { return nil }
+            let staged = try store.stage()
+            s.content = .staged(staged)
+            return staged
+        case .loaded(let bytes):
+            guard max(UInt64(bytes.count), newEnd) > stagingThreshold else { return nil }
+            let staged = try store.stage()
+            if !bytes.isEmpty {
+                let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
+                defer { copy.deallocate() }
+                copy.copyBytes(from: bytes)
+                try staged.write(UnsafeRawBufferPointer(copy), at: 0)
+            }
+            s.content = .staged(staged)
+            return staged
+        }
+    }
+
+    private static func markWritten(_ s: inout State, by who: Provenance, explicit: Bool = true) {
+        s.dirty = true
+        if explicit {
+            s.written = true
+            s.failureReported = false
+        }
+        s.generation += 1
+        s.writer = who
+        s.mtime = .now()
     }
 
     /// For a clean file whose content is a blob: the blob and how many bytes to read at `offset`
@@ -111,6 +162,18 @@ final class OpenFile: Sendable {
         try state.withLock { (s: inout State) throws(LayerError) in
             if case .stored(let info?) = s.content, info.size > Self.rangedReadThreshold {
                 s.content = .ranged(try store.openContent(info), info)
+            }
+            if case .staged(let staged) = s.content {
+                guard offset >= 0, UInt64(offset) < staged.size, count > 0 else {
+                    body(UnsafeRawBufferPointer(start: nil, count: 0))
+                    return
+                }
+                let n = Int(min(UInt64(count), staged.size - UInt64(offset)))
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 16)
+                defer { buffer.deallocate() }
+                let got = try staged.read(offset: UInt64(offset), into: buffer)
+                body(UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
+                return
             }
             if case .ranged(let content, _) = s.content {
                 // Clean and large: read the range from the store, not the whole file into memory.
@@ -138,6 +201,11 @@ final class OpenFile: Sendable {
             throw LayerError(.invalidArgument, "larger than the maximum file size (\(Store.maximumFileSize) bytes)", errno: EFBIG)
         }
         try state.withLock { (s: inout State) throws(LayerError) in
+            if store.accessMode == .readWrite, let staged = try Self.staging(&s, store, newEnd: UInt64(offset + data.count)) {
+                try staged.write(data, at: UInt64(offset))
+                Self.markWritten(&s, by: who)
+                return
+            }
             var bytes = try Self.load(&s, store)
             s.content = .loaded([])  // drop the enum's reference so `bytes` is uniquely owned
             // One pass over the data: a hole is zero-filled, the part over existing bytes copied in
@@ -173,6 +241,11 @@ final class OpenFile: Sendable {
             throw LayerError(.invalidArgument, "larger than the maximum file size (\(Store.maximumFileSize) bytes)", errno: EFBIG)
         }
         try state.withLock { (s: inout State) throws(LayerError) in
+            if size > 0, store.accessMode == .readWrite, let staged = try Self.staging(&s, store, newEnd: size) {
+                try staged.truncate(to: size)
+                Self.markWritten(&s, by: who, explicit: explicit)
+                return
+            }
             var bytes = size == 0 ? [] : try Self.load(&s, store)
             s.content = .loaded([])
             let n = Int(size)
@@ -220,6 +293,33 @@ final class OpenFile: Sendable {
             if writtenOnly && !s.written { return nil }
             let bytes = try Self.load(&s, store)
             return Snapshot(content: bytes, generation: s.generation, pending: s.pending, mode: s.mode, writer: s.writer)
+        }
+    }
+
+    var isStaged: Bool {
+        state.withLock { s in
+            if case .staged = s.content { return true }
+            return false
+        }
+    }
+
+    /// Commits a staged file through `commit` (given the staging file, whether the file is
+    /// pending, its mode and its writer) under the state lock, so the blob is a copy of one
+    /// consistent state (writes wait meanwhile). False when the content is not staged (then
+    /// commit through `snapshotForCommit`); true when committed or nothing was to commit.
+    func commitStaged(
+        writtenOnly: Bool, _ commit: (StagedContent, Bool, UInt32, Provenance?) throws -> Void
+    ) throws -> Bool {
+        try state.withLock { (s: inout State) throws -> Bool in
+            guard case .staged(let staged) = s.content else { return false }
+            guard s.dirty || s.pending else { return true }
+            if writtenOnly && !s.written { return true }
+            try commit(staged, s.pending, s.mode, s.writer)
+            s.pending = false
+            s.dirty = false
+            s.written = false
+            s.failureReported = false
+            return true
         }
     }
 
@@ -274,6 +374,7 @@ final class OpenFile: Sendable {
                 case .loaded(let bytes): UInt64(bytes.count)
                 case .stored(let info): info?.size ?? 0
                 case .ranged(_, let info): info.size
+                case .staged(let staged): staged.size
                 }
             if s.pending {
                 return Attributes(

@@ -172,6 +172,22 @@ extension LayerFilesystem {
     ) throws {
         try file.commitLock.withLock { (_: inout ()) throws in
             if ifNoHandleOpen && tree.handleCount(id) > 0 { return }
+            if file.isStaged {
+                // A large file: its staging file is cloned into a blob, under the file's lock.
+                guard let path = tree.path(id) else {
+                    file.discardChanges()
+                    return
+                }
+                var wasPending = false
+                let done = try file.commitStaged(writtenOnly: writtenOnly) { staged, pending, mode, writer in
+                    wasPending = pending
+                    try store.commit(.writeStaged(path: path, content: staged, mode: pending ? mode : nil), by: writer ?? who)
+                }
+                if done {
+                    if wasPending { tree.committed(path, id: id) }
+                    return
+                }
+            }
             guard let snapshot = try file.snapshotForCommit(store: store, writtenOnly: writtenOnly) else { return }
             guard let path = tree.path(id) else {
                 file.discardChanges()

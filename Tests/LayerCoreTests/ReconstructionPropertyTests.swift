@@ -83,7 +83,13 @@ import Testing
 
         /// Applies `change` as event `seq` at `time` by `who`, or says why it is a no-op or refused.
         mutating func apply(_ change: Change, seq: UInt64, time: Timestamp, by who: Provenance) -> Outcome {
+            var change = change
+            if case .writeStaged(let path, let staged, let mode) = change, let bytes = try? staged.readAll() {
+                change = .write(path: path, content: bytes, mode: mode)  // the same change, content in a file
+            }
             switch change {
+            case .writeStaged:
+                return .rejected([.io])  // unreadable staging file (the generator never makes one)
             case .write(let path, let content, let mode):
                 if let node = nodes[path] {
                     if node.kind == .directory { return .rejected([.isDirectory]) }

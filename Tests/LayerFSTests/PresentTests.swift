@@ -750,6 +750,54 @@ struct PresentTests {
     }
 
     // 9e. truncate(2) of a closed file is an event; ftruncate of an open one is committed with its writes.
+    /// Files past the staging threshold (4 MiB) live in a staging file of the store while open:
+    /// sequential writes, overwrites, a hole, truncation, fsync in the middle, and a second
+    /// writer of the committed file (staged again from its blob); every commit is exact, and
+    /// nothing is left in metadata/staging/ once the files are closed.
+    @Test func largeFilesAreStagedAndCommittedExactly() throws {
+        try withMountedStore(build: emptyStore) { (m: MountedStore, _: Store) throws in
+            let path = m.mountPoint + "/big.bin"
+            let start = try headSequence(m)
+            var model = [UInt8]()
+            var generator = SystemRandomNumberGenerator()
+            func random(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8.random(in: 0...255, using: &generator) } }
+            func pwriteAll(_ fd: Int32, _ bytes: [UInt8], _ offset: Int) {
+                let n = bytes.withUnsafeBytes { Glibc.pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }
+                #expect(n == bytes.count)
+                if model.count < offset + bytes.count { model += [UInt8](repeating: 0, count: offset + bytes.count - model.count) }
+                model.replaceSubrange(offset..<offset + bytes.count, with: bytes)
+            }
+            let fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+            try #require(fd >= 0)
+            for i in 0..<6 { pwriteAll(fd, random(1 << 20), i << 20) }  // 6 MiB front to back
+            #expect(fsync(fd) == 0)
+            pwriteAll(fd, random(100_000), 1_234_567)  // an overwrite
+            pwriteAll(fd, random(10), 8 << 20)  // past the end: a hole of zeros
+            #expect(ftruncate(fd, off_t(7 << 20)) == 0)
+            model.removeLast(model.count - (7 << 20))
+            #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data(model), "a reader sees the staged content")
+            #expect(close(fd) == 0)
+            let first = model
+            // A second writer of the committed file: staged again from its blob, one overwrite.
+            let again = open(path, O_RDWR | O_CLOEXEC)
+            try #require(again >= 0)
+            pwriteAll(again, random(4096), 5 << 20)
+            #expect(close(again) == 0)
+
+            #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data(model))
+            #expect(try Data(contentsOf: URL(fileURLWithPath: m.mountPoint + "/@time/latest/big.bin")) == Data(model))
+            let events = try eventsAfter(m, start)
+            #expect(summary(events) == ["write /big.bin", "write /big.bin", "write /big.bin"])
+            #expect(events.map(\.size) == [6 << 20, 7 << 20, 7 << 20])
+            try withCurrentStore(m) { store in
+                let history = try store.history("/big.bin").compactMap(\.info)
+                #expect(try history.map { try store.read($0) }.suffix(2) == [first, model])
+            }
+            let staging = m.storePath + "/metadata/staging"
+            #expect(((try? FileManager.default.contentsOfDirectory(atPath: staging)) ?? []).isEmpty, "no staging file left")
+        }
+    }
+
     @Test func truncateUpAndDown() throws {
         try withMountedStore(build: { store in
             try store.commit(.write(path: "/t", content: Array("hello".utf8)), by: tester)

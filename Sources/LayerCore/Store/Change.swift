@@ -3,6 +3,9 @@
 public enum Change: Sendable, Hashable {
     /// Create a regular file or replace its content. `mode` nil keeps the existing mode (0644 for new files).
     case write(path: String, content: [UInt8], mode: UInt32? = nil)
+    /// Like `write`, with the content in a staging file (`Store.stage`): large files written
+    /// through the mount. The staging file stays usable (the blob is a copy of it).
+    case writeStaged(path: String, content: StagedContent, mode: UInt32? = nil)
     /// Cut or extend a file to `size` bytes (zeros when extended).
     case truncate(path: String, size: UInt64)
     case mkdir(path: String, mode: UInt32 = 0o755)
@@ -17,7 +20,7 @@ public enum Change: Sendable, Hashable {
 
     public var path: String {
         switch self {
-        case .write(let p, _, _), .truncate(let p, _), .mkdir(let p, _), .rmdir(let p), .unlink(let p),
+        case .write(let p, _, _), .writeStaged(let p, _, _), .truncate(let p, _), .mkdir(let p, _), .rmdir(let p), .unlink(let p),
             .rename(let p, _), .symlink(let p, _), .chmod(let p, _), .chown(let p, _, _),
             .setModificationTime(let p, _):
             return p

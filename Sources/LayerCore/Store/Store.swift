@@ -156,6 +156,7 @@ public final class Store: @unchecked Sendable {
         var lock: WriterLock?
         if mode == .readWrite {
             do throws(LayerError) { lock = try WriterLock(path: Store.lockPath(path)) } catch { throw error.inStore(path) }
+            Store.removeLeftoverStaging(path)  // a dead writer's working copies: never committed data
         }
         let liveWriter = mode == .readOnly && WriterLock.isHeld(path: Store.lockPath(path))
         let uncleanShutdown = lock?.previousHolder != nil || (mode == .readOnly && !liveWriter && WriterLock.holder(path: Store.lockPath(path)) != nil)
@@ -541,6 +542,8 @@ public final class Store: @unchecked Sendable {
         switch change {
         case .write(let p, let bytes, let mode):
             e.operation = .write; e.path = try StorePath.normalize(p); e.mode = mode; e.size = UInt64(bytes.count)
+        case .writeStaged(let p, let staged, let mode):
+            e.operation = .write; e.path = try StorePath.normalize(p); e.mode = mode; e.size = staged.size
         case .truncate(let p, let size):
             e.operation = .truncate; e.path = try StorePath.normalize(p); e.size = size
         case .mkdir(let p, let mode):
@@ -575,10 +578,21 @@ public final class Store: @unchecked Sendable {
         // Content: large content goes to a blob first (outside the lock; blobs are idempotent).
         var newContent: [UInt8]?
         var blob: Digest?
+        var stagedSize: UInt64?
         var truncatedVersion: UInt64?
         switch change {
         case .write(_, let bytes, _):
             newContent = bytes
+        case .writeStaged(_, let staged, _):
+            guard staged.size <= Store.maximumFileSize else {
+                throw LayerError(.invalidArgument, "larger than the maximum file size (\(Store.maximumFileSize) bytes)", path: change.path, errno: EFBIG)
+            }
+            if staged.size <= UInt64(ObjectStore.inlineLimit) {
+                newContent = try staged.readAll()
+            } else {
+                blob = try storeStaged(staged)  // durable before the event that names it
+                stagedSize = staged.size
+            }
         case .truncate(let p, let size):
             // Needs the current content; re-checked under the lock below.
             let info = try stat(try StorePath.normalize(p))
@@ -610,6 +624,9 @@ public final class Store: @unchecked Sendable {
             var event = try makeEventBody(change, seq: head + 1, time: time, prev: s.headHash, who: who)
             if let bytes = newContent {
                 event.content = blob.map { .object($0) } ?? .inline(bytes)
+            } else if let blob, let stagedSize {
+                event.content = .object(blob)
+                event.size = stagedSize
             }
             // Defaults that depend on the current state, and no-op detection.
             let current = s.index.lookup(event.path!, at: head)
@@ -617,10 +634,14 @@ public final class Store: @unchecked Sendable {
             case .write:
                 if event.mode == nil { event.mode = UInt32(current?.mode ?? 0o644) }
                 event.mode = event.mode! & 0o7777
-                if let current, current.kind == .file, current.mode == event.mode, current.size == event.size,
-                    let existing = try? contentLocked(&s, current), existing == newContent
-                {
-                    return nil
+                if let current, current.kind == .file, current.mode == event.mode, current.size == event.size {
+                    if let newContent, let existing = try? contentLocked(&s, current), existing == newContent { return nil }
+                    if let blob, newContent == nil, let (offset, length) = Optional(lineRange(current.contentSeq, s)),
+                        let existing = try? decodeLine(seq: current.contentSeq, offset: offset, length: length),
+                        existing.content == .object(blob)
+                    {
+                        return nil
+                    }
                 }
             case .truncate:
                 // The new content was computed from the version read before the lock.
