@@ -26,6 +26,14 @@ let package = Package(
         .systemLibrary(
             name: "CFuse3", path: "Sources/CFuse3", pkgConfig: "fuse3",
             providers: [.apt(["libfuse3-dev"])]),
+        .systemLibrary(
+            name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        // hnswlib (header-only C++, Debian's libhnswlib-dev) behind a small C interface.
+        .target(
+            name: "CHNSW",
+            path: "Sources/CHNSW",
+            cxxSettings: [.unsafeFlags(["-O2"])]),
 
         // The store: events, hashing, log, state index, time, blocks, verify. No FUSE here.
         .target(
@@ -34,6 +42,14 @@ let package = Package(
                 "COpenSSL", "CBtrfsUtil",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
+            ]),
+
+        // The similarity index: embedders and the HNSW index, fed from the log, outside the store.
+        .target(
+            name: "LayerIndex",
+            dependencies: [
+                "LayerCore", "CHNSW", "COpenBLAS",
+                .product(name: "Logging", package: "swift-log"),
             ]),
 
         // The FUSE adapter: the namespace of views, the node table, the libfuse low-level callbacks.
@@ -71,6 +87,9 @@ let package = Package(
             name: "LayerIntegrationTests",
             dependencies: ["LayerCore"]),
         // The FUSE adapter: namespace tests without a kernel, and real mounts of the built binary (root only).
+        .testTarget(
+            name: "LayerIndexTests",
+            dependencies: ["LayerIndex", "LayerCore"]),
         .testTarget(
             name: "LayerFSTests",
             dependencies: ["LayerFS", "LayerCore"]),

@@ -10,6 +10,8 @@ packages=(
   libfuse3-dev    # libfuse 3 low-level API (the mount)
   fuse3           # fusermount3, /etc/fuse.conf
   libbtrfsutil-dev  # btrfs subvolumes and snapshots through the C API
+  libhnswlib-dev  # hnswlib (header-only C++): the similarity index
+  libopenblas-dev # OpenBLAS's CBLAS: the MiniLM encoder's matrix products
   btrfs-progs     # mkfs.btrfs for the loop-mounted btrfs in tests and the demo
   util-linux      # losetup, mount
   python3         # tools/verify-format.py, the independent format verifier; bench/mount-bench.py
