@@ -56,7 +56,7 @@ let package = Package(
         .target(
             name: "LayerFS",
             dependencies: [
-                "CFuse3", "LayerCore",
+                "CFuse3", "LayerCore", "LayerIndex",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
@@ -65,7 +65,7 @@ let package = Package(
         .executableTarget(
             name: "layerfs",
             dependencies: [
-                "LayerCore", "LayerFS",
+                "LayerCore", "LayerFS", "LayerIndex",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

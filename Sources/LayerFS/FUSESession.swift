@@ -1,5 +1,6 @@
 import CFuse3
 import LayerCore
+import LayerIndex
 import Logging
 
 #if canImport(Glibc)
@@ -12,6 +13,12 @@ public struct MountOptions: Sendable {
     public var showAt = false
     /// `ro`: the store is opened read-only and every change fails with EROFS.
     public var readOnly = false
+    /// `noindex`: no similarity index (`/@similar` answers EAGAIN).
+    public var noIndex = false
+    /// `index_dir=DIR`, `embedder=NAME`, `model_dir=DIR`: the similarity index.
+    public var indexDirectory: String?
+    public var embedder = "builtin"
+    public var modelDirectory: String?
     /// Options for libfuse and the kernel (allow_other, default_permissions, debug, ...).
     public var fuseOptions: [String] = []
 
@@ -23,6 +30,10 @@ public struct MountOptions: Sendable {
             for option in value.split(separator: ",", omittingEmptySubsequences: true) {
                 switch option {
                 case "show_at": showAt = true
+                case "noindex": noIndex = true
+                case let o where o.hasPrefix("index_dir="): indexDirectory = String(o.dropFirst("index_dir=".count))
+                case let o where o.hasPrefix("embedder="): embedder = String(o.dropFirst("embedder=".count))
+                case let o where o.hasPrefix("model_dir="): modelDirectory = String(o.dropFirst("model_dir=".count))
                 case "ro":
                     readOnly = true
                     fuseOptions.append("ro")
@@ -64,11 +75,13 @@ public final class FUSESession {
     private var torn = false
 
     /// Creates the session and mounts it on `mountPoint` (an existing, not yet mounted directory).
-    public init(store: Store, mountPoint: String, options: MountOptions, logger: Logger) throws(MountError) {
+    public init(
+        store: Store, mountPoint: String, options: MountOptions, similarity: SimilarityIndex? = nil, logger: Logger
+    ) throws(MountError) {
         try Self.checkMountPoint(mountPoint)
         self.mountPoint = mountPoint
         self.logger = logger
-        let namespace = Namespace(store: store, showAt: options.showAt)
+        let namespace = Namespace(store: store, showAt: options.showAt, similarity: similarity)
         filesystem = LayerFilesystem(namespace: namespace, logger: logger)
 
         // fsname shows in /proc/mounts and df; a comma would split the option list.

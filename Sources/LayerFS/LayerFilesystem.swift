@@ -31,6 +31,8 @@ public final class LayerFilesystem: Sendable {
     enum Handle {
         /// A historical version's content, opened at the first read. Read by ranges.
         case file(VersionContent)
+        /// Generated text (`/@similar/.status`), fixed at open.
+        case bytes([UInt8])
         /// A present file: its shared open-file state.
         case presentFile(id: UInt64, file: OpenFile, writable: Bool)
         /// A directory's entries, listed once at opendir so that offsets stay valid.
@@ -232,6 +234,12 @@ extension LayerFilesystem {
             let flags = fi.pointee.flags
             if flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0 { throw Errno.readOnlyFileSystem }
             guard !node.isViewDirectory else { throw Errno.isDirectory }
+            if case .similarStatus = node {
+                fi.pointee.fh = addHandle(.bytes(Array(namespace.similar.statusText().utf8)))
+                fi.pointee.direct_io = 1  // generated at each open: its size may differ from getattr's
+                if fuse_reply_open(req, fi) != 0 { removeHandle(fi.pointee.fh) }
+                return
+            }
             fi.pointee.fh = addHandle(.file(try namespace.versionContent(node)))
             fi.pointee.keep_cache = 1  // the version's content never changes
             fi.pointee.noflush = 1  // nothing to commit: spare close(2) a round trip
@@ -283,6 +291,12 @@ extension LayerFilesystem {
                 fuse_reply_err(req, errno(error, "read"))
             }
             return
+        case .bytes(let bytes)?:
+            let start = min(max(offset, 0), bytes.count)
+            let end = min(start + max(size, 0), bytes.count)
+            bytes.withUnsafeBytes { raw in
+                _ = fuse_reply_buf(req, raw.baseAddress.map { ($0 + start).assumingMemoryBound(to: CChar.self) }, end - start)
+            }
         default:
             fuse_reply_err(req, EBADF)
         }

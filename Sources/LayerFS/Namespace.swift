@@ -1,4 +1,5 @@
 import LayerCore
+import LayerIndex
 import Synchronization
 import SystemPackage
 
@@ -71,18 +72,21 @@ public final class Namespace: Sendable {
     let tree = PresentTree()
     /// Held shared to resolve a present id to its path and act on it; exclusively to move paths.
     let pathLock = ReadWriteLock()
-    /// List @time, @block and @history in readdir of the root (mount option `show_at`).
+    /// List @time, @block, @history and @similar in readdir of the root (mount option `show_at`).
     public let showAt: Bool
+    /// `/@similar/`, over the similarity index (nil: mounted without one).
+    let similar: SimilarView
 
     /// Cache times for immutable views (a day, as passthrough_hp uses) and for what can change.
     public static let immutableTimes = CacheTimes(entry: 86_400, attributes: 86_400)
     public static let liveTimes = CacheTimes(entry: 1, attributes: 1)
 
-    public static let atNames = ["@time", "@block", "@history"]
+    public static let atNames = ["@time", "@block", "@history", "@similar"]
 
-    public init(store: Store, showAt: Bool) {
+    public init(store: Store, showAt: Bool, similarity: SimilarityIndex? = nil) {
         self.store = store
         self.showAt = showAt
+        self.similar = SimilarView(index: similarity)
         self.table = NodeTable()
     }
 
@@ -101,6 +105,7 @@ public final class Namespace: Sendable {
                 case "@time": return .timeRoot
                 case "@block": return .blockRoot
                 case "@history": return .historyRoot
+                case "@similar": return .similarRoot
                 default: throw LayerError(.notFound, "names starting with @ at the root are reserved", path: "/" + name)
                 }
             }
@@ -121,6 +126,27 @@ public final class Namespace: Sendable {
             return .directory(try blockView(name), path: "/")
         case .historyRoot:
             return try historyNode(Self.childPath("/", name))
+        case .similarRoot:
+            if name == ".status" { return .similarStatus }
+            guard let (query, k) = SimilarView.parse(name) else {
+                throw LayerError(.notFound, "not a query (names starting with '.' are reserved; see %XX escapes)", path: "/@similar")
+            }
+            _ = try similar.entries(query: query, k: k, depth: 1, namespace: self)  // fails while the index is unavailable
+            return .similarQuery(query: query, k: k, depth: 1)
+        case .similarQuery(let query, let k, let depth):
+            if name.hasPrefix("+") {
+                guard let (longer, k2) = SimilarView.parse(name, continuing: query) else {
+                    throw LayerError(.notFound, "not a query continuation", path: "/@similar")
+                }
+                _ = try similar.entries(query: longer, k: k2, depth: depth + 1, namespace: self)
+                return .similarQuery(query: longer, k: k2, depth: depth + 1)
+            }
+            guard let entry = try similar.entries(query: query, k: k, depth: depth, namespace: self).first(where: { $0.name == name }) else {
+                throw LayerError(.notFound, "no such match", path: "/@similar")
+            }
+            return .similarResult(target: entry.target, seq: entry.seq)
+        case .similarResult, .similarStatus:
+            throw Errno.notDirectory
         case .historyDirectory(let path):
             return try historyNode(Self.childPath(path, name))
         case .historyVersions(let path):
@@ -245,8 +271,16 @@ public final class Namespace: Sendable {
                 size: 0, mtime: info.mtime, linkCount: 2)
         case .version(let info):
             return Self.attributes(of: info, id: id)
-        case .timeRoot, .blockRoot, .historyRoot:
+        case .timeRoot, .blockRoot, .historyRoot, .similarRoot, .similarQuery:
             return try syntheticDirectory(id: id, mtime: store.time(ofSequence: store.headSequence))
+        case .similarResult(let target, let seq):
+            return Attributes(
+                ino: id, type: .symlink, permissions: 0o777, uid: 0, gid: 0, size: UInt64(target.utf8.count),
+                mtime: try store.time(ofSequence: seq), linkCount: 1)
+        case .similarStatus:
+            return Attributes(
+                ino: id, type: .regular, permissions: 0o444, uid: 0, gid: 0, size: UInt64(similar.statusText().utf8.count),
+                mtime: try store.time(ofSequence: store.headSequence), linkCount: 1)
         case .historyDirectory(let path), .historyVersions(let path):
             let last = try store.history(path).last?.seq ?? store.headSequence
             return try syntheticDirectory(id: id, mtime: store.time(ofSequence: last))
@@ -333,6 +367,7 @@ public final class Namespace: Sendable {
                     out.append(ListedEntry(name: "@time", ino: NodeID.timeRoot, type: .directory))
                     out.append(ListedEntry(name: "@block", ino: NodeID.blockRoot, type: .directory))
                     out.append(ListedEntry(name: "@history", ino: NodeID.historyRoot, type: .directory))
+                    out.append(ListedEntry(name: "@similar", ino: NodeID.similarRoot, type: .directory))
                 }
                 for entry in try store.list(path) {
                     let type: Attributes.FileType =
@@ -380,6 +415,15 @@ public final class Namespace: Sendable {
             return out
         case .historyRoot:
             return try historyChildren("/")
+        case .similarRoot:
+            return [ListedEntry(name: ".status", ino: table.existingID(.similarStatus) ?? NodeID.unassignedDirectory, type: .regular)]
+        case .similarQuery(let query, let k, let depth):
+            return try similar.entries(query: query, k: k, depth: depth, namespace: self).map { entry in
+                let node = Node.similarResult(target: entry.target, seq: entry.seq)
+                return ListedEntry(name: entry.name, ino: table.existingID(node) ?? NodeID.unassignedDirectory, type: .symlink)
+            }
+        case .similarResult, .similarStatus:
+            throw Errno.notDirectory
         case .historyDirectory(let path):
             return try historyChildren(path)
         case .historyVersions(let path):
@@ -429,7 +473,7 @@ public final class Namespace: Sendable {
     /// (keep_cache) never decodes the event.
     func versionContent(_ node: Node) throws -> VersionContent {
         switch node {
-        case .present: throw Errno.invalidArgument
+        case .present, .similarResult, .similarStatus: throw Errno.invalidArgument
         case .version(let info) where info.kind == .file: return VersionContent(info)
         case .version: throw Errno.invalidArgument
         case .deletion: return VersionContent(nil)
@@ -443,6 +487,7 @@ public final class Namespace: Sendable {
             guard info.kind == .symlink else { throw Errno.invalidArgument }
             return try store.readLink(info)
         }
+        if case .similarResult(let target, _) = node { return target }
         guard case .version(let info) = node, info.kind == .symlink else { throw Errno.invalidArgument }
         return try store.readLink(info)
     }

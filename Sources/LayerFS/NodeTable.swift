@@ -44,6 +44,15 @@ public enum Node: Hashable, Sendable {
     case timeRoot
     case blockRoot
     case historyRoot
+    /// `/@similar/`: query directories by name, and `.status`.
+    case similarRoot
+    /// `/@similar/<query>/` (and `+<more>` continuations): the matches, as symlinks. `depth` is
+    /// how many directories below `/@similar` it is (for the symlinks' relative targets).
+    case similarQuery(query: String, k: Int, depth: Int)
+    /// One match: a symlink to the version in `/@history`.
+    case similarResult(target: String, seq: UInt64)
+    /// `/@similar/.status`: the index's state, as text.
+    case similarStatus
     /// `/@history/<path>/` for a path whose latest version is a directory: lists its children.
     case historyDirectory(path: String)
     /// `/@history/<path>/` for a file or symlink: one entry per version, named by canonical time.
@@ -55,7 +64,7 @@ public enum Node: Hashable, Sendable {
     /// may be either: ask the store).
     public var isViewDirectory: Bool {
         switch self {
-        case .version, .deletion, .present: return false
+        case .version, .deletion, .present, .similarResult, .similarStatus: return false
         default: return true
         }
     }
@@ -65,7 +74,7 @@ public enum Node: Hashable, Sendable {
 ///
 /// ```
 /// 1                      the present's root (FUSE_ROOT_ID)
-/// 2, 3, 4                /@time, /@block, /@history
+/// 2, 3, 4, 5             /@time, /@block, /@history, /@similar
 /// 16 + version           a file or symlink version in a historical view: 16 ... 2^61 - 1
 /// 2^61 | n (n >= 1)      an object of the present (`PresentTree`), numbered as first met
 /// 2^62 | n (n >= 1)      every other node, numbered as first met in this mount
@@ -78,6 +87,7 @@ public enum NodeID {
     public static let timeRoot: UInt64 = 2
     public static let blockRoot: UInt64 = 3
     public static let historyRoot: UInt64 = 4
+    public static let similarRoot: UInt64 = 5
     public static let versionBase: UInt64 = 16
     public static let presentFlag: UInt64 = 1 << 61
     public static let syntheticFlag: UInt64 = 1 << 62
@@ -132,6 +142,7 @@ public final class NodeTable: Sendable {
         case .timeRoot: return NodeID.timeRoot
         case .blockRoot: return NodeID.blockRoot
         case .historyRoot: return NodeID.historyRoot
+        case .similarRoot: return NodeID.similarRoot
         case .version(let info): return NodeID.version(info)
         default: return nil
         }
@@ -168,6 +179,7 @@ public final class NodeTable: Sendable {
         case NodeID.timeRoot: return .timeRoot
         case NodeID.blockRoot: return .blockRoot
         case NodeID.historyRoot: return .historyRoot
+        case NodeID.similarRoot: return .similarRoot
         default: return state.withLock { $0.entries[id]?.node }
         }
     }

@@ -30,6 +30,6 @@ struct LayerFSCommand: ParsableCommand {
             """,
         subcommands: [
             InitCommand.self, ImportCommand.self, VerifyCommand.self, LogCommand.self, SealCommand.self,
-            StatusCommand.self, ShowCommand.self, MountCommand.self,
+            StatusCommand.self, ShowCommand.self, MountCommand.self, SimilarCommand.self, ReindexCommand.self,
         ])
 }

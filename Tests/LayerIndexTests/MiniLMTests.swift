@@ -14,7 +14,7 @@ let miniLM: Result<MiniLMEmbedder, any Error>? = miniLMModelDirectory.map { dir 
     Result { try MiniLMEmbedder(modelDirectory: dir) }
 }
 
-func cosine(_ a: [Float], _ b: [Float]) -> Float {
+private func cosine(_ a: [Float], _ b: [Float]) -> Float {
     zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }
 }
 

@@ -7,7 +7,7 @@ public enum MiniLMError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .modelFilesMissing(let directory, let missing):
             "all-MiniLM-L6-v2 model directory \(directory) lacks \(missing.joined(separator: ", ")): "
-                + "install the model with `layerfs model install` or scripts/install-model.sh \(directory)"
+                + "install the model with scripts/install-model.sh \(directory)"
         }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import LayerCore
 import LayerFS
+import LayerIndex
 import Logging
 
 #if canImport(Glibc)
@@ -98,10 +99,24 @@ struct MountCommand: ParsableCommand {
             // The default seal policy: every 1000 events, every hour, and when unmounted.
             let store = try StoreAccess.open(
                 storePath, mode: mountOptions.readOnly ? .readOnly : .readWrite, sealPolicy: SealPolicy(), logger: logger)
+            // The similarity index (derived data outside the store), kept up to date on a thread
+            // of its own; a problem with it never stops the mount (/@similar/.status says why).
+            var similarity: SimilarityIndex? = nil
+            if !mountOptions.noIndex {
+                do {
+                    let embedder = try Embedders.make(mountOptions.embedder, modelDirectory: mountOptions.modelDirectory)
+                    let index = SimilarityIndex(
+                        store: store, directory: mountOptions.indexDirectory ?? SimilarityIndex.defaultDirectory(for: store),
+                        embedder: embedder, logger: logger)
+                    similarity = index
+                } catch {
+                    throw CLIError("-o embedder=\(mountOptions.embedder): \(error)", status: .usage)
+                }
+            }
             let session: FUSESession
             do throws(MountError) {
                 session = try FUSESession(
-                    store: store, mountPoint: mountPath, options: mountOptions, logger: logger)
+                    store: store, mountPoint: mountPath, options: mountOptions, similarity: similarity, logger: logger)
             } catch {
                 let status: ExitStatus =
                     switch error.kind {
@@ -112,7 +127,20 @@ struct MountCommand: ParsableCommand {
                 throw CLIError(error.description, status: status)
             }
             if let readiness { Daemon.ready(readiness) }
+            if let similarity {
+                do {
+                    try similarity.lock()
+                    similarity.startBackground()
+                } catch let error as SimilarityError where error.kind == .locked {
+                    logger.warning("similarity index: \(error); serving it as it is, without updating it")
+                    similarity.load(readOnly: true)
+                } catch {
+                    logger.error("similarity index: \(error); /@similar is unavailable")
+                    similarity.markUnavailable("\(error)")
+                }
+            }
             session.run()
+            similarity?.stop()
             try? store.close()
         }
     }
