@@ -79,19 +79,48 @@ final class SimilarView: Sendable {
         var out: [Entry] = []
         let up = String(repeating: "../", count: depth + 1)
         for (rank, match) in matches.enumerated() {
-            guard let version = try? namespace.versionEntries(match.path).first(where: { entry in
-                if case .version(let info) = entry.node { return info.version == match.seq }
-                return false
-            }) else { continue }
-            let shown = match.path.dropFirst().replacingOccurrences(of: "/", with: "\u{2215}")
-            let name = String(format: "%02d ", rank + 1) + shown + " " + version.name
-            out.append(Entry(name: name, target: up + "@history" + match.path + "/" + version.name, seq: match.seq))
+            // Shown where the version went: a version written to a temp file and renamed over the
+            // element (sed -i, editors) is listed under the element's name.
+            var found: (path: String, name: String)? = nil
+            for path in Self.pathsOfVersion(match.path, seq: match.seq, store: namespace.store).reversed() {
+                if let version = try? namespace.versionEntries(path).first(where: { entry in
+                    if case .version(let info) = entry.node { return info.version == match.seq }
+                    return false
+                }) {
+                    found = (path, version.name)
+                    break
+                }
+            }
+            guard let (path, versionName) = found else { continue }
+            let shown = path.dropFirst().replacingOccurrences(of: "/", with: "\u{2215}")
+            let name = String(format: "%02d ", rank + 1) + shown + " " + versionName
+            out.append(Entry(name: name, target: up + "@history" + path + "/" + versionName, seq: match.seq))
         }
         cache.withLock { c in
             if c.count > 256 { c.removeAll() }
             c[key] = (Date(), out)
         }
         return out
+    }
+
+    /// The paths a version had: where it was written, then where renames took it (of the file, or
+    /// of a directory above it), at most 16 moves.
+    static func pathsOfVersion(_ path: String, seq: UInt64, store: Store) -> [String] {
+        var paths = [path]
+        var current = path
+        var after = seq
+        for _ in 0..<16 {
+            guard let changes = try? store.history(current),
+                let gone = changes.first(where: { $0.seq > after && $0.info == nil }),
+                let event = try? store.event(gone.seq), event.operation == .rename,
+                let from = event.path, let to = event.destination,
+                StorePath.isSelfOrDescendant(current, of: from)
+            else { break }
+            current = to + current.dropFirst(from.count)
+            after = gone.seq
+            paths.append(current)
+        }
+        return paths
     }
 
     /// The text of `/@similar/.status`.
