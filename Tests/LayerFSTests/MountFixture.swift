@@ -112,7 +112,8 @@ final class MountedStore {
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process = Process()
         process.executableURL = URL(fileURLWithPath: try #require(LayerFSBinary.path))
-        process.arguments = ["mount", storePath, mountPoint, "-f"] + options
+        // The similarity index in the test's directory, not /var/lib/layerfs (options may override).
+        process.arguments = ["mount", storePath, mountPoint, "-f", "-o", "index_dir=\(directory)/index"] + options
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))

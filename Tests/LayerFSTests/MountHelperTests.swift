@@ -188,7 +188,7 @@ struct MountHelperMountTests {
     @Test func calledLikeMountItMountsAndUmountUnmounts() throws {
         try withInitializedStore { store, mountPoint in
             try withHelperMount(on: mountPoint) {
-                let mounted = try runWithLayerFS(helperScript, [store, mountPoint, "-o", "rw,show_at"])
+                let mounted = try runWithLayerFS(helperScript, [store, mountPoint, "-o", "rw,show_at,noindex"])
                 try #require(mounted.status == 0, "mount.layerfs: \(mounted.output)")
                 #expect(mounted.output == "", "quiet on success")
                 try checkMountedThenUmount(store: store, mountPoint: mountPoint)
@@ -202,7 +202,7 @@ struct MountHelperMountTests {
             try withInitializedStore { store, mountPoint in
                 try withHelperMount(on: mountPoint) {
                     let mount = try runWithLayerFS(
-                        try #require(findExecutable("mount")), ["-t", "fuse.layerfs", "-o", "show_at", store, mountPoint])
+                        try #require(findExecutable("mount")), ["-t", "fuse.layerfs", "-o", "show_at,noindex", store, mountPoint])
                     try #require(mount.status == 0, "mount -t fuse.layerfs: \(mount.output)")
                     try checkMountedThenUmount(store: store, mountPoint: mountPoint)
                 }
@@ -217,7 +217,7 @@ struct MountHelperMountTests {
             try withInitializedStore { store, mountPoint in
                 // mount -T reads this file instead of /etc/fstab.
                 let fstab = (mountPoint as NSString).deletingLastPathComponent + "/fstab"
-                try "\(store) \(mountPoint) fuse.layerfs defaults,show_at,nofail 0 0\n"
+                try "\(store) \(mountPoint) fuse.layerfs defaults,show_at,noindex,nofail 0 0\n"
                     .write(toFile: fstab, atomically: true, encoding: .utf8)
                 try withHelperMount(on: mountPoint) {
                     let mount = try runWithLayerFS(try #require(findExecutable("mount")), ["-T", fstab, mountPoint])

@@ -427,7 +427,7 @@ struct RobustnessTests {
             // Run from the scratch directory: `store` means nothing from / (a path climbing out
             // with ../.. would, by chance, still resolve there).
             let relative = "./store"
-            let mounted = try runLayerFS(["mount", relative, mountPoint], in: dir)
+            let mounted = try runLayerFS(["mount", relative, mountPoint, "-o", "noindex"], in: dir)
             defer {
                 var attempts = 0
                 while isMounted(mountPoint) && attempts < 50 {

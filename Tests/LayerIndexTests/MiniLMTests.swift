@@ -83,7 +83,7 @@ private func cosine(_ a: [Float], _ b: [Float]) -> Float {
         let error = #expect(throws: MiniLMError.self) { try MiniLMEmbedder(modelDirectory: dir) }
         #expect(error == .modelFilesMissing(directory: dir, missing: ["model.safetensors", "vocab.txt"]))
         #expect(error?.description.contains("scripts/install-model.sh") == true)
-        #expect(error?.description.contains("layerfs model install") == true)
+        #expect(error?.description.contains("scripts/install-model.sh") == true)
     }
 
     @Test func locateModelPrefersTheEnvironment() throws {
