@@ -309,7 +309,7 @@ struct MountTests {
         try withScratchDirectory { (dir: String) throws in
             try Store.create(at: dir + "/store", by: tester)
             try FileManager.default.createDirectory(atPath: dir + "/mnt", withIntermediateDirectories: false)
-            let result = try runProgram("/bin/sh", ["-c", "cd '\(dir)' && exec '\(binary)' mount store mnt"])
+            let result = try runProgram("/bin/sh", ["-c", "cd '\(dir)' && exec '\(binary)' mount store mnt -o noindex"])
             defer {
                 for _ in 0..<50 where isMounted(dir + "/mnt") {
                     _ = try? runProgram(findExecutable("fusermount3")!, ["-u", dir + "/mnt"])
