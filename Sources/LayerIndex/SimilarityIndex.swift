@@ -90,6 +90,8 @@ public final class SimilarityIndex: @unchecked Sendable {
     let logger: Logger
     /// Versions between saves while catching up.
     public var saveEvery = 2_000
+    /// Seconds between saves while catching up (a slow embedder still saves its progress).
+    public var saveInterval: Double = 5
 
     struct Inner {
         var index: HNSWIndex?
@@ -208,6 +210,8 @@ public final class SimilarityIndex: @unchecked Sendable {
             return
         }
         var added = 0
+        var addedSinceSave = 0
+        var lastSave = Date()
         var seq = start + 1
         while seq <= head {
             if stopFlag.withLock({ $0 }) { break }
@@ -221,9 +225,14 @@ public final class SimilarityIndex: @unchecked Sendable {
                 let vector = try embedder.embed(text)
                 try index.add(vector, label: seq)
                 added += 1
+                addedSinceSave += 1
             }
             inner.withLock { $0.lastSeq = seq }
-            if added > 0 && added % saveEvery == 0 { try save() }
+            if addedSinceSave > 0 && (addedSinceSave >= saveEvery || Date().timeIntervalSince(lastSave) >= saveInterval) {
+                try save()
+                addedSinceSave = 0
+                lastSave = Date()
+            }
             progress?(seq - start, head - start)
             seq += 1
         }

@@ -107,6 +107,69 @@ struct SimilarMountTests {
         }
     }
 
+    /// kill -9 in the middle of indexing (MiniLM, slow enough to be caught part way), then the
+    /// next command resumes from the last save: the index ends complete and answers as one built
+    /// in one go.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/var/lib/layerfs/models/all-MiniLM-L6-v2/model.safetensors")
+        || ProcessInfo.processInfo.environment["LAYERFS_MODEL_DIR"] != nil, "needs the MiniLM model: scripts/install-model.sh"))
+    func aKilledIndexerResumesAndEndsComplete() throws {
+        let binary = try #require(LayerFSBinary.path)
+        try withScratchDirectory { (dir: String) throws in
+            try Store.create(at: dir + "/store", by: tester)
+            do {
+                let store = try Store.open(dir + "/store", options: .init(sealPolicy: .manual))
+                try buildConfigStore(store)
+                for i in 0..<600 {
+                    let text = "# host \(i)\nHostname node-\(i).lab\nListenAddress 10.0.\(i / 250).\(i % 250)\nOption value-\(i)\n"
+                    _ = try store.commit(.write(path: "/gen-\(i).conf", content: Array(text.utf8)), by: tester)
+                }
+                try store.close()
+            }
+            let index = dir + "/index"
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = ["reindex", dir + "/store", "--embedder", "minilm", "--index-dir", index, "--save-interval", "0.2"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            // Kill it once some progress is saved, long before it is done.
+            let deadline = Date().addingTimeInterval(60)
+            var saved: UInt64 = 0
+            while Date() < deadline, process.isRunning {
+                if let data = FileManager.default.contents(atPath: index + "/meta.json"),
+                    let meta = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let last = meta["lastSeq"] as? UInt64, last > 0
+                {
+                    saved = last
+                    break
+                }
+                usleep(20_000)
+            }
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            let head = try Store.open(dir + "/store", mode: .readOnly).headSequence
+            try #require(saved > 0 && saved < head, "killed after progress was saved and before the end (saved \(saved) of \(head))")
+
+            // The next command resumes and finishes; the answers equal a build in one go.
+            let resumed = try runProgram(binary, ["similar", dir + "/store", "which interfaces are bridges", "--embedder", "minilm", "--index-dir", index, "--json", "--k", "5"])
+            #expect(resumed.status == 0, "\(resumed.output)")
+            let whole = try runProgram(binary, ["reindex", dir + "/store", "--embedder", "minilm", "--index-dir", dir + "/whole"])
+            #expect(whole.status == 0, "\(whole.output)")
+            let direct = try runProgram(binary, ["similar", dir + "/store", "which interfaces are bridges", "--embedder", "minilm", "--index-dir", dir + "/whole", "--json", "--k", "5"])
+            func paths(_ output: String) -> [String] {
+                output.split(separator: "\n").compactMap { line in
+                    (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["path"] as? String
+                }
+            }
+            #expect(paths(resumed.output).prefix(2) == paths(direct.output).prefix(2), "\(resumed.output) vs \(direct.output)")
+            #expect(Set(paths(resumed.output).prefix(2)) == ["/network/interfaces.d/br0.conf", "/systemd/network/10-br1.netdev"])
+            for meta in [index, dir + "/whole"].compactMap({ FileManager.default.contents(atPath: $0 + "/meta.json") }) {
+                let object = try #require(try JSONSerialization.jsonObject(with: meta) as? [String: Any])
+                #expect(object["lastSeq"] as? UInt64 == head)
+                #expect(object["count"] as? Int == 606)
+            }
+        }
+    }
+
     @Test func anUnusableIndexFailsQueriesWithEAGAINAndNothingElse() throws {
         // An index directory that cannot be created: the mount works, queries say "try again".
         try withMountedStore(options: ["-o", "index_dir=/proc/layerfs-cannot-be-here"], build: buildConfigStore) { (m: MountedStore, _: Store) throws in

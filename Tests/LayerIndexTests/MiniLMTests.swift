@@ -40,6 +40,35 @@ private func cosine(_ a: [Float], _ b: [Float]) -> Float {
         #expect(abs(s23 - 0.1411) <= 0.001, "2–3: \(s23), reference 0.1411")
     }
 
+    /// A question about bridges finds the bridge configs first, among other config files, through
+    /// a real similarity index (path + content, as the mount indexes them).
+    @Test(.enabled(if: miniLM != nil, Comment(rawValue: miniLMAbsent)))
+    func aQuestionAboutBridgesFindsTheBridgeConfigsFirst() throws {
+        let model = try #require(miniLM).get()
+        let corpus: [(String, String)] = [
+            ("/etc/network/interfaces.d/br0", "auto br0\niface br0 inet static\n    address 10.0.0.1/24\n    bridge_ports eth1 eth2\n    bridge_stp off\n"),
+            ("/etc/netplan/01-br0.yaml", "network:\n  version: 2\n  bridges:\n    br0:\n      interfaces: [enp3s0]\n      dhcp4: true\n"),
+            ("/etc/systemd/network/10-br1.netdev", "[NetDev]\nName=br1\nKind=bridge\n"),
+            ("/etc/network/interfaces.d/eth0", "auto eth0\niface eth0 inet static\n    address 192.0.2.10/24\n    gateway 192.0.2.1\n"),
+            ("/etc/ssh/sshd_config", "PermitRootLogin no\nPasswordAuthentication no\nPort 22\n"),
+            ("/etc/resolv.conf", "nameserver 192.0.2.53\nsearch lab.example\n"),
+            ("/etc/hosts", "127.0.0.1 localhost\n10.0.0.2 edge-2.lab edge-2\n"),
+            ("/etc/nginx/sites-available/default", "server {\n  listen 80;\n  root /var/www/html;\n}\n"),
+            ("/etc/systemd/system/backup.timer", "[Timer]\nOnCalendar=daily\nPersistent=true\n"),
+            ("/etc/fstab", "UUID=1234 / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n"),
+        ]
+        let index = try HNSWIndex(dimension: model.dimension, capacity: 16)
+        for (label, (path, text)) in corpus.enumerated() {
+            try index.add(try model.embed(IndexedText.make(path: path, content: Array(text.utf8))), label: UInt64(label))
+        }
+        let hits = try index.search(try model.embed("which interfaces are network bridges?"), k: 3)
+        let top = hits.map { corpus[Int($0.label)].0 }
+        print("MiniLM: which interfaces are network bridges? -> \(top)")
+        #expect(Set(top) == ["/etc/network/interfaces.d/br0", "/etc/netplan/01-br0.yaml", "/etc/systemd/network/10-br1.netdev"], "\(top)")
+        let ssh = try index.search(try model.embed("can root log in over ssh?"), k: 1)
+        #expect(corpus[Int(ssh[0].label)].0 == "/etc/ssh/sshd_config")
+    }
+
     @Test(.enabled(if: miniLM != nil, Comment(rawValue: miniLMAbsent)))
     func batchMatchesOneAtATime() throws {
         let model = try #require(miniLM).get()

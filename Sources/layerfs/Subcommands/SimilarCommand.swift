@@ -101,8 +101,17 @@ struct ReindexCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The store.", valueName: "store"))
     var store: String
 
+    @Option(
+        name: .customLong("save-interval"),
+        help: ArgumentHelp("Seconds between saves of progress; after an interruption, the next `similar` or mount resumes from the last save.", valueName: "s"))
+    var saveInterval: Double = 5
+
     @OptionGroup var index: IndexOptions
     @OptionGroup var global: GlobalOptions
+
+    func validate() throws {
+        guard saveInterval > 0, saveInterval.isFinite else { throw ValidationError("--save-interval must be a positive number of seconds") }
+    }
 
     func run() throws {
         try global.run { context in
@@ -110,6 +119,7 @@ struct ReindexCommand: ParsableCommand {
             let embedder = try index.makeEmbedder()
             let directory = index.directory(for: store)
             let similarity = SimilarityIndex(store: store, directory: directory, embedder: embedder, logger: context.logger)
+            similarity.saveInterval = saveInterval
             let started = Date()
             do {
                 try similarity.lock()
