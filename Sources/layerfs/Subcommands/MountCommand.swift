@@ -12,7 +12,7 @@ import Glibc
 struct MountCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mount",
-        abstract: "Mount a store: the present read-write, and @time, @block and @history read-only.",
+        abstract: "Mount a store: the present read-write; @time, @block, @history and @similar read-only.",
         discussion: """
             Serves the store through FUSE on MOUNTPOINT, an existing empty directory:
 
@@ -22,6 +22,15 @@ struct MountCommand: ParsableCommand {
               MOUNTPOINT/@block/<n>/          the tree as sealed in block n (or latest)
               MOUNTPOINT/@history/<path>/     every version of one element, one file per change named
                                               by its canonical time; a deletion is `<time>.deleted`
+              MOUNTPOINT/@similar/<query>/    the versions most similar to <query>, best first, as
+                                              symlinks into @history (`<query>#k` for k of them);
+                                              @similar/.status shows the index's state
+
+            The similarity index lives outside the store (-o index_dir=DIR; default \
+            /var/lib/layerfs/index/<store id>/) and is kept up to date on a thread of its own: \
+            -o embedder=minilm[,model_dir=DIR] uses all-MiniLM-L6-v2 instead of the built-in \
+            embedder, -o noindex mounts without it. While it is being built, queries fail with \
+            EAGAIN.
 
             The @ names are not listed by `ls` of the root (so rsync, find and du stay in the present) \
             unless mounted with `-o show_at`; they always resolve by name. Files in every view carry \
@@ -65,7 +74,9 @@ struct MountCommand: ParsableCommand {
 
     @Option(
         name: .customShort("o"),
-        help: ArgumentHelp("Mount options, comma-separated (show_at, ro, rw, and libfuse's own).", valueName: "options"))
+        help: ArgumentHelp(
+            "Mount options, comma-separated (show_at, ro, rw, index_dir=, embedder=, model_dir=, noindex, and libfuse's own).",
+            valueName: "options"))
     var options: [String] = []
 
     @OptionGroup var global: GlobalOptions
