@@ -129,6 +129,7 @@ final class SimilarView: Sendable {
         let s = index.status
         let state: String =
             switch s.state {
+            case .loading: "loading"
             case .ready: "ready"
             case .building(let reason): "building (\(reason))"
             case .failed(let reason): "unavailable: \(reason)"

@@ -46,7 +46,9 @@ public struct SimilarityMatch: Sendable, Hashable {
 /// - Fed from the log: every `write` and `truncate` event's version (path + content,
 ///   `IndexedText`) is embedded and added under the event's sequence number. Catching up from the
 ///   last event recorded in meta.json is idempotent (hnswlib replaces a label it already has).
-/// - Saved atomically (temp file, fsync, rename) every `saveEvery` versions and when caught up:
+/// - Saved atomically (temp file, fsync, rename) after enough new versions (`saveEvery`, or a
+///   quarter of the index, whichever is more, so a build writes O(n) in all) or `saveInterval`
+///   seconds with new versions, at the end of a command, and when the mount stops:
 ///   the graph first, then meta.json, so meta.json never claims more than the graph holds. A crash
 ///   loses only work, which the next catch-up redoes.
 /// - Detected and rebuilt from scratch: a missing, unreadable or corrupt index, another store's
@@ -54,6 +56,8 @@ public struct SimilarityMatch: Sendable, Hashable {
 /// - Writes to the store never wait for it: the mount runs it on a thread of its own.
 public final class SimilarityIndex: @unchecked Sendable {
     public enum State: Sendable, Equatable {
+        /// The saved index is being read (right after a mount starts).
+        case loading
         /// Built, possibly behind the log (see `Status.behind`).
         case ready
         /// Being built from scratch: queries fail with `.unavailable` until done.
@@ -96,12 +100,27 @@ public final class SimilarityIndex: @unchecked Sendable {
     struct Inner {
         var index: HNSWIndex?
         var lastSeq: UInt64 = 0
-        var state: State = .building(reason: "not opened yet")
+        var state: State = .loading
         var lockFD: Int32 = -1
+        /// Versions added since the last save, and when that was.
+        var unsaved = 0
+        var lastSave = Date()
+        /// The last event recorded in the saved meta.json.
+        var savedSeq: UInt64 = 0
     }
     private let inner = Mutex(Inner())
     private let stopFlag = Mutex(false)
     private let crashed = Mutex(false)
+
+    /// Tests: lets go of the lock, as a process's death would.
+    func releaseLockForTesting() {
+        let fd = inner.withLock { i -> Int32 in
+            let fd = i.lockFD
+            i.lockFD = -1
+            return fd
+        }
+        if fd >= 0 { close(fd) }
+    }
 
     /// Tests: the running catch-up stops at once without saving, as a crash would.
     func simulateCrashForTesting() { crashed.withLock { $0 = true } }
@@ -155,10 +174,12 @@ public final class SimilarityIndex: @unchecked Sendable {
             case .success(let (index, meta)):
                 i.index = index
                 i.lastSeq = meta.lastSeq
+                i.savedSeq = meta.lastSeq
                 i.state = .ready
             case .failure(let reason):
                 i.index = try? HNSWIndex(dimension: embedder.dimension, capacity: 1024)
                 i.lastSeq = 0
+                i.savedSeq = 0
                 i.state = .building(reason: reason.description)
             }
         }
@@ -200,18 +221,17 @@ public final class SimilarityIndex: @unchecked Sendable {
     // MARK: Building
 
     /// Indexes every event after the last indexed one, up to the head at the call. `progress`
-    /// gets (events done, events to do). Saves every `saveEvery` versions and at the end.
-    public func catchUp(progress: ((UInt64, UInt64) -> Void)? = nil) throws {
+    /// gets (events done, events to do). Saves along the way (see the type's comment) and, with
+    /// `saveAtEnd`, at the end if anything is unsaved; the mount's thread passes false and saves
+    /// by the same rules, and when it stops.
+    public func catchUp(saveAtEnd: Bool = true, progress: ((UInt64, UInt64) -> Void)? = nil) throws {
         let (start, index) = inner.withLock { ($0.lastSeq, $0.index) }
         guard let index else { throw SimilarityError(.unavailable, "the index is not loaded") }
         let head = store.headSequence
         guard head > start else {
-            markReady()
+            finish(saveAtEnd: saveAtEnd)
             return
         }
-        var added = 0
-        var addedSinceSave = 0
-        var lastSave = Date()
         var seq = start + 1
         while seq <= head {
             if stopFlag.withLock({ $0 }) { break }
@@ -224,26 +244,44 @@ public final class SimilarityIndex: @unchecked Sendable {
                 let text = try versionText(path: path, seq: seq)
                 let vector = try embedder.embed(text)
                 try index.add(vector, label: seq)
-                added += 1
-                addedSinceSave += 1
+                inner.withLock { $0.unsaved += 1 }
             }
             inner.withLock { $0.lastSeq = seq }
-            if addedSinceSave > 0 && (addedSinceSave >= saveEvery || Date().timeIntervalSince(lastSave) >= saveInterval) {
-                try save()
-                addedSinceSave = 0
-                lastSave = Date()
-            }
+            if saveDue() { try save() }
             progress?(seq - start, head - start)
             seq += 1
         }
-        try save()
-        markReady()
+        if stopFlag.withLock({ $0 }) { return }
+        finish(saveAtEnd: saveAtEnd)
+        if saveAtEnd { try saveIfUnsaved() }
     }
 
-    private func markReady() {
+    /// Enough new versions, or enough time with new versions, since the last save.
+    private func saveDue() -> Bool {
         inner.withLock { i in
-            if case .building = i.state { i.state = .ready }
+            guard i.unsaved > 0 else { return false }
+            let count = i.index?.count ?? 0
+            return i.unsaved >= max(saveEvery, count / 4) || Date().timeIntervalSince(i.lastSave) >= saveInterval
         }
+    }
+
+    /// Caught up: a build from scratch becomes ready (and, in the background, is saved at once,
+    /// so a restart does not build it again).
+    private func finish(saveAtEnd: Bool) {
+        let wasBuilding = inner.withLock { i -> Bool in
+            if case .building = i.state {
+                i.state = .ready
+                return true
+            }
+            return false
+        }
+        if wasBuilding && !saveAtEnd { try? saveIfUnsaved() }
+    }
+
+    /// Saves if anything was added, or events were looked at, since the last save.
+    public func saveIfUnsaved() throws {
+        let due = inner.withLock { $0.unsaved > 0 || $0.lastSeq != $0.savedSeq }
+        if due { try save() }
     }
 
     /// The text of the version event `seq` produced at `path`.
@@ -260,8 +298,12 @@ public final class SimilarityIndex: @unchecked Sendable {
 
     /// Writes the graph, then meta.json, each atomically and durably.
     public func save() throws {
-        let (index, lastSeq) = inner.withLock { ($0.index, $0.lastSeq) }
+        let (index, lastSeq, locked) = inner.withLock { ($0.index, $0.lastSeq, $0.lockFD >= 0) }
         guard let index else { return }
+        // Only the process holding the lock writes the index (a command reading a mounted
+        // store's index never does).
+        guard locked else { return }
+        let unsavedBefore = inner.withLock { $0.unsaved }
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             try index.save(to: graphPath)
@@ -271,6 +313,11 @@ public final class SimilarityIndex: @unchecked Sendable {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try Self.writeDurably(try encoder.encode(meta), to: metaPath)
+            inner.withLock { i in
+                i.unsaved = max(0, i.unsaved - unsavedBefore)
+                i.lastSave = Date()
+                i.savedSeq = lastSeq
+            }
         } catch {
             throw SimilarityError(.io, "saving the index in \(directory): \(error)")
         }
@@ -302,6 +349,8 @@ public final class SimilarityIndex: @unchecked Sendable {
         inner.withLock { i in
             i.index = fresh
             i.lastSeq = 0
+            i.savedSeq = 0
+            i.unsaved = 0
             i.state = .building(reason: "rebuild asked for")
         }
         try catchUp(progress: progress)
@@ -318,7 +367,7 @@ public final class SimilarityIndex: @unchecked Sendable {
             self.load()
             while !self.stopFlag.withLock({ $0 }) {
                 do {
-                    try self.catchUp()
+                    try self.catchUp(saveAtEnd: false)
                 } catch {
                     self.logger.error("similarity index \(self.directory): \(error)")
                     self.inner.withLock { i in
@@ -336,13 +385,15 @@ public final class SimilarityIndex: @unchecked Sendable {
         thread.start()
     }
 
-    /// Stops the background thread (after the event it is on) and saves.
+    /// Stops the background thread (after the event it is on) and saves what is unsaved.
     public func stop() {
         stopFlag.withLock { $0 = true }
         // The thread notices within 50 ms or after its current event.
         let deadline = Date().addingTimeInterval(30)
         while workerRunning.withLock({ $0 }), Date() < deadline { usleep(20_000) }
-        if case .ready = inner.withLock({ $0.state }) { try? save() }
+        if case .ready = inner.withLock({ $0.state }) {
+            do { try saveIfUnsaved() } catch { logger.error("similarity index \(directory): \(error)") }
+        }
     }
 
     /// The index cannot be used at all (its directory cannot be created...): queries say why.
@@ -369,6 +420,7 @@ public final class SimilarityIndex: @unchecked Sendable {
         let (index, state) = inner.withLock { ($0.index, $0.state) }
         switch state {
         case .ready: break
+        case .loading: throw SimilarityError(.unavailable, "the similarity index is being loaded")
         case .building(let reason): throw SimilarityError(.unavailable, "the similarity index is being built (\(reason))")
         case .failed(let reason): throw SimilarityError(.unavailable, "the similarity index is unavailable: \(reason)")
         }

@@ -79,7 +79,9 @@ private struct OtherEmbedder: Embedder {
             // Deleted, then rebuilt: the same answers.
             try FileManager.default.removeItem(atPath: dir + "/index/hnsw.bin")
             try FileManager.default.removeItem(atPath: dir + "/index/meta.json")
+            index.releaseLockForTesting()
             let rebuilt = SimilarityIndex(store: store, directory: dir + "/index", embedder: BuiltinEmbedder())
+            try rebuilt.lock()
             rebuilt.load()
             guard case .building = rebuilt.status.state else {
                 Issue.record("a deleted index was not rebuilt")
@@ -95,6 +97,7 @@ private struct OtherEmbedder: Embedder {
             let store = try makeConfigStore(dir)
             defer { try? store.close() }
             let built = SimilarityIndex(store: store, directory: dir + "/index", embedder: BuiltinEmbedder())
+            try built.lock()
             built.load()
             try built.catchUp()
 
@@ -139,6 +142,7 @@ private struct OtherEmbedder: Embedder {
             // A first build that saves every 50 versions and stops (as a crash would) part way.
             let first = SimilarityIndex(store: store, directory: dir + "/index", embedder: BuiltinEmbedder())
             first.saveEvery = 50
+            try first.lock()
             first.load()
             var seen: UInt64 = 0
             struct Stop: Error {}
@@ -150,7 +154,10 @@ private struct OtherEmbedder: Embedder {
             } catch {}
             #expect(seen >= 170)
             // The files on disk hold a consistent prefix; a new instance catches up from there.
+            // (The first instance stands for a dead process: its lock goes with it.)
+            first.releaseLockForTesting()
             let second = SimilarityIndex(store: store, directory: dir + "/index", embedder: BuiltinEmbedder())
+            try second.lock()
             second.load()
             #expect(second.status.state == .ready)
             #expect(second.status.lastIndexed < store.headSequence)
@@ -159,6 +166,7 @@ private struct OtherEmbedder: Embedder {
             #expect(second.status.lastIndexed == store.headSequence)
             // Same answers as a build in one go.
             let whole = SimilarityIndex(store: store, directory: dir + "/whole", embedder: BuiltinEmbedder())
+            try whole.lock()
             whole.load()
             try whole.catchUp()
             // (A graph grown in two sittings is not the same graph as one built in one go, so equal

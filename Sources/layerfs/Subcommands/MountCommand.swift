@@ -141,6 +141,9 @@ struct MountCommand: ParsableCommand {
             if let similarity {
                 do {
                     try similarity.lock()
+                    // Save at most every 30 s while busy (and a quarter of the index at a time):
+                    // the graph is rewritten whole on each save.
+                    similarity.saveInterval = 30
                     similarity.startBackground()
                 } catch let error as SimilarityError where error.kind == .locked {
                     logger.warning("similarity index: \(error); serving it as it is, without updating it")
