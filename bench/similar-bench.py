@@ -1185,7 +1185,7 @@ class Bench:
                              new / caught, f"{new:,} in {caught:.1f} s (saved at {saved:.1f} s); wrote {written}; CPU {cpu}",
                              samples=new,
                              note=f"from mounted ({mount_s:.2f} s after exec) to .status 'ready' and '(0 behind)'; "
-                                  "saved: meta.json records the head; the daemon saves the whole graph every 2,000 versions"))
+                                  "saved: meta.json records the head; the mount saves the whole graph after 2,000 versions or a quarter of the index, and 30 s after new versions"))
         self.during = during
         lat, results, short = self.mount_latencies(mnt, self.queries)
         self.lat_rows.append(("mount", status["versions"], lat, short))

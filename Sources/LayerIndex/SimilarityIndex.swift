@@ -278,6 +278,13 @@ public final class SimilarityIndex: @unchecked Sendable {
         if wasBuilding && !saveAtEnd { try? saveIfUnsaved() }
     }
 
+    /// Seconds since the last save if anything is unsaved; 0 otherwise.
+    private func unsavedFor() -> Double {
+        inner.withLock { i in
+            (i.unsaved > 0 || i.lastSeq != i.savedSeq) ? Date().timeIntervalSince(i.lastSave) : 0
+        }
+    }
+
     /// Saves if anything was added, or events were looked at, since the last save.
     public func saveIfUnsaved() throws {
         let due = inner.withLock { $0.unsaved > 0 || $0.lastSeq != $0.savedSeq }
@@ -368,6 +375,8 @@ public final class SimilarityIndex: @unchecked Sendable {
             while !self.stopFlag.withLock({ $0 }) {
                 do {
                     try self.catchUp(saveAtEnd: false)
+                    // Idle with unsaved work: saved once it is `saveInterval` old.
+                    if self.unsavedFor() >= self.saveInterval { try self.saveIfUnsaved() }
                 } catch {
                     self.logger.error("similarity index \(self.directory): \(error)")
                     self.inner.withLock { i in
