@@ -94,6 +94,21 @@ func runProgram(_ program: String, _ arguments: [String]) throws -> (status: Int
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
+/// Unmounts `mountPoint` with `fusermount3 -u`, retried (100 ms apart) while it is busy, then
+/// lazily with `umount -l` as a last resort. Returns false when it had to go lazy.
+@discardableResult
+func unmountRetrying(_ mountPoint: String, attempts: Int = 50) -> Bool {
+    var tries = 0
+    while isMounted(mountPoint) && tries < attempts {
+        _ = try? runProgram(findExecutable("fusermount3")!, ["-u", mountPoint])
+        if isMounted(mountPoint) { usleep(100_000) }
+        tries += 1
+    }
+    guard isMounted(mountPoint) else { return true }
+    _ = try? runProgram(findExecutable("umount") ?? "/bin/umount", ["-l", mountPoint])
+    return false
+}
+
 /// A store built for a test, mounted by a `layerfs mount -f` child.
 final class MountedStore {
     let directory: String
@@ -131,17 +146,8 @@ final class MountedStore {
     /// Unmounts (retrying while busy, then lazily), ends the child, checks nothing is left mounted.
     func tearDown() throws {
         var problems: [String] = []
-        if isMounted(mountPoint) {
-            var attempts = 0
-            while isMounted(mountPoint) && attempts < 50 {
-                _ = try? runProgram(findExecutable("fusermount3")!, ["-u", mountPoint])
-                if isMounted(mountPoint) { usleep(100_000) }
-                attempts += 1
-            }
-            if isMounted(mountPoint) {
-                problems.append("fusermount3 -u failed 50 times; lazy unmount")
-                _ = try? runProgram(findExecutable("umount") ?? "/bin/umount", ["-l", mountPoint])
-            }
+        if isMounted(mountPoint) && !unmountRetrying(mountPoint) {
+            problems.append("fusermount3 -u failed 50 times; lazy unmount")
         }
         let deadline = Date().addingTimeInterval(5)
         while process.isRunning && Date() < deadline { usleep(20_000) }

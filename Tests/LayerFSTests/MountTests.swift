@@ -278,15 +278,7 @@ struct MountTests {
             try Store.create(at: dir + "/store", by: tester)
             try FileManager.default.createDirectory(atPath: dir + "/mnt", withIntermediateDirectories: false)
             let result = try runProgram(binary, ["mount", dir + "/store", dir + "/mnt", "-o", "noindex"])
-            defer {
-                var attempts = 0
-                while isMounted(dir + "/mnt") && attempts < 50 {
-                    _ = try? runProgram(findExecutable("fusermount3")!, ["-u", dir + "/mnt"])
-                    attempts += 1
-                    if isMounted(dir + "/mnt") { usleep(100_000) }
-                }
-                if isMounted(dir + "/mnt") { _ = try? runProgram(findExecutable("umount") ?? "/bin/umount", ["-l", dir + "/mnt"]) }
-            }
+            defer { unmountRetrying(dir + "/mnt") }
             #expect(result.status == 0)
             #expect(result.output == "", "nothing on stdout or stderr")
             #expect(isMounted(dir + "/mnt"), "mounted when the command returns")
@@ -310,13 +302,7 @@ struct MountTests {
             try Store.create(at: dir + "/store", by: tester)
             try FileManager.default.createDirectory(atPath: dir + "/mnt", withIntermediateDirectories: false)
             let result = try runProgram("/bin/sh", ["-c", "cd '\(dir)' && exec '\(binary)' mount store mnt -o noindex"])
-            defer {
-                for _ in 0..<50 where isMounted(dir + "/mnt") {
-                    _ = try? runProgram(findExecutable("fusermount3")!, ["-u", dir + "/mnt"])
-                    if isMounted(dir + "/mnt") { usleep(100_000) }
-                }
-                if isMounted(dir + "/mnt") { _ = try? runProgram(findExecutable("umount") ?? "/bin/umount", ["-l", dir + "/mnt"]) }
-            }
+            defer { unmountRetrying(dir + "/mnt") }
             #expect(result.status == 0, "\(result.output)")
             let big = [UInt8]((0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
             #expect(FileManager.default.createFile(atPath: dir + "/mnt/big", contents: Data(big)))

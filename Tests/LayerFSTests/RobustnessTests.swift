@@ -428,15 +428,7 @@ struct RobustnessTests {
             // with ../.. would, by chance, still resolve there).
             let relative = "./store"
             let mounted = try runLayerFS(["mount", relative, mountPoint, "-o", "noindex"], in: dir)
-            defer {
-                var attempts = 0
-                while isMounted(mountPoint) && attempts < 50 {
-                    _ = try? runProgram(findExecutable("fusermount3")!, ["-u", mountPoint])
-                    attempts += 1
-                    if isMounted(mountPoint) { usleep(100_000) }
-                }
-                if isMounted(mountPoint) { _ = try? runProgram(findExecutable("umount") ?? "/bin/umount", ["-l", mountPoint]) }
-            }
+            defer { unmountRetrying(mountPoint) }
             try #require(mounted.status == 0 && isMounted(mountPoint), "\(mounted.output)")
             #expect(try mountSource(of: mountPoint) == storePath)
             #expect(FileManager.default.contents(atPath: mountPoint + "/old").map { [UInt8]($0) } == old, "a blob read by the daemon")
@@ -547,15 +539,8 @@ private func withMount<T>(_ storePath: String, on mountPoint: String, log: Strin
 
 /// After the daemon died: the mount is dead (ENOTCONN); take it away.
 private func cleanUpDeadMount(_ mountPoint: String) {
-    var attempts = 0
-    while isMounted(mountPoint) && attempts < 20 {
-        _ = try? runProgram(findExecutable("fusermount3")!, ["-u", mountPoint])
-        if isMounted(mountPoint) { usleep(100_000) }
-        attempts += 1
-    }
-    if isMounted(mountPoint) {
+    if !unmountRetrying(mountPoint, attempts: 20) {
         Issue.record("fusermount3 -u of the dead mount failed; lazy unmount")
-        _ = try? runProgram(findExecutable("umount") ?? "/bin/umount", ["-l", mountPoint])
     }
 }
 
