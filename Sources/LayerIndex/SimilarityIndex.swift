@@ -130,6 +130,13 @@ public final class SimilarityIndex: @unchecked Sendable {
     /// The default directory for a store's index: `/var/lib/layerfs/index/<store id>`.
     public static func defaultDirectory(for store: Store) -> String { "/var/lib/layerfs/index/\(store.storeID)" }
 
+    /// The default directory for a replica's own index: `<store id>-replica-<12 hex digits of the
+    /// SHA-256 of the replica's absolute path>`, so that a primary and its replicas on one machine
+    /// each keep their own (indexes are never streamed; each side builds its own from its log).
+    public static func defaultDirectory(forReplica replica: String, of store: Store) -> String {
+        "/var/lib/layerfs/index/\(store.storeID)-replica-\(SHA256.hash(replica).hex.prefix(12))"
+    }
+
     public init(store: Store, directory: String, embedder: any Embedder, logger: Logger = Logger(label: "layerfs.index")) {
         self.store = store
         self.directory = directory

@@ -31,5 +31,6 @@ struct LayerFSCommand: ParsableCommand {
         subcommands: [
             InitCommand.self, ImportCommand.self, VerifyCommand.self, LogCommand.self, SealCommand.self,
             StatusCommand.self, ShowCommand.self, MountCommand.self, SimilarCommand.self, ReindexCommand.self,
+            SendCommand.self, ReceiveCommand.self,
         ])
 }

@@ -40,8 +40,10 @@ struct LogScanner {
     }
 
     /// Scans `bytes`; `visit(event, offset, lineLength)` may throw a Damage to stop the scan.
+    /// With `through`, the scan ends after that event: what follows is neither read nor judged.
     static func scan(
-        _ bytes: UnsafeRawBufferPointer, visit: (Event, UInt64, Int) throws(Damage) -> Void
+        _ bytes: UnsafeRawBufferPointer, through limit: UInt64? = nil,
+        visit: (Event, UInt64, Int) throws(Damage) -> Void
     ) -> Outcome {
         var outcome = Outcome()
         var offset = 0
@@ -118,6 +120,7 @@ struct LogScanner {
             outcome.validLength = UInt64(newline + 1)
             expected += 1
             offset = newline + 1
+            if let limit, event.seq >= limit { break }
         }
         return outcome
     }

@@ -18,6 +18,11 @@ public final class Store: @unchecked Sendable {
         public var logger: Logger
         /// Called while the log is read at open: (bytes done, bytes total).
         public var progress: (@Sendable (UInt64, UInt64) -> Void)?
+        /// Read-only opens only: the store as of its last block. Events after the last block's
+        /// `last` are neither read nor checked, and the head file (which may name them) is not
+        /// consulted. This is how a replica reads a received block snapshot, which may hold
+        /// events appended while that block was being sealed (FORMAT.md §8.4).
+        public var sealedOnly = false
 
         public init(sealPolicy: SealPolicy = SealPolicy(), logger: Logger = Logger(label: "layerfs.store"), progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) {
             self.sealPolicy = sealPolicy
@@ -167,7 +172,12 @@ public final class Store: @unchecked Sendable {
             let head = headBytes.flatMap(HeadFile.decode)
             let (blocks, blocksTail) = try Store.readBlocks(path)
 
-            let scan = try Store.scanLog(path: path, objects: objects, blocks: blocks, headSeq: head?.seq, progress: options.progress)
+            if options.sealedOnly {
+                guard mode == .readOnly else { throw LayerError(.invalidArgument, "a sealed-only view is read-only", store: path) }
+                guard !blocks.isEmpty else { throw LayerError(.corrupt, "no sealed block to read", store: path) }
+            }
+            let limit = options.sealedOnly ? blocks.last?.last : nil
+            let scan = try Store.scanLog(path: path, objects: objects, blocks: blocks, headSeq: limit == nil ? head?.seq : nil, through: limit, progress: options.progress)
             var notes: [String] = []
             var outcome = scan.outcome
             if let damage = outcome.damage { throw Store.damageError(damage, store: path) }
@@ -180,8 +190,14 @@ public final class Store: @unchecked Sendable {
                     .corrupt, "event \(last.seq + 1) is missing: block \(beyond.number) seals events up to \(beyond.last) but the log ends at event \(last.seq)",
                     store: path, sequence: last.seq + 1)
             }
-            // The head.
-            if let head {
+            // The head (not for a sealed-only view: it may name events after the last block).
+            if options.sealedOnly {
+                if last.seq != limit {
+                    throw LayerError(
+                        .corrupt, "event \(last.seq + 1) is missing: block \(blocks.count) seals events up to \(limit ?? 0) but the log ends at event \(last.seq)",
+                        store: path, sequence: last.seq + 1)
+                }
+            } else if let head {
                 if head.seq > last.seq {
                     throw LayerError(
                         .corrupt, "event \(last.seq + 1) is missing: metadata/current_hash names event \(head.seq), but the log ends at event \(last.seq)",
@@ -217,7 +233,7 @@ public final class Store: @unchecked Sendable {
                 }
             }
             // The block head, metadata/current_block, names the last sealed block (FORMAT.md §8.5).
-            try Store.checkBlockHead(path: path, blocks: blocks, tolerateLag: uncleanShutdown || liveWriter)
+            try Store.checkBlockHead(path: path, blocks: blocks, tolerateLag: uncleanShutdown || liveWriter || options.sealedOnly)
             // A torn block header (crash while sealing; never acknowledged): the same treatment.
             if let blocksTail {
                 if mode == .readWrite {
@@ -231,7 +247,8 @@ public final class Store: @unchecked Sendable {
 
             self.storeID = storeID
             self.openNotes = notes
-            self.isBtrfsSubvolume = ((try? Btrfs.isSubvolume(path)) ?? false)
+            // A sealed-only view is a block snapshot (a replica's): its own blocks have no snapshots.
+            self.isBtrfsSubvolume = !options.sealedOnly && ((try? Btrfs.isSubvolume(path)) ?? false)
 
             if mode == .readWrite {
                 logFD = try FileSystem.open(logPath, O_RDWR | O_APPEND)
@@ -395,7 +412,7 @@ public final class Store: @unchecked Sendable {
 
     /// Reads the whole log into a fresh index, checking blobs and block Merkle roots on the way.
     static func scanLog(
-        path: String, objects: ObjectStore, blocks: [BlockHeader], headSeq: UInt64?,
+        path: String, objects: ObjectStore, blocks: [BlockHeader], headSeq: UInt64?, through limit: UInt64? = nil,
         progress: (@Sendable (UInt64, UInt64) -> Void)?
     ) throws(LayerError) -> ScanResult {
         let file = try MappedFile(path: eventsPath(path))
@@ -407,7 +424,7 @@ public final class Store: @unchecked Sendable {
         var blockIndex = 0
         let total = UInt64(file.bytes.count)
         var nextProgress: UInt64 = 0
-        let outcome = LogScanner.scan(file.bytes) { (event, offset, length) throws(Damage) in
+        let outcome = LogScanner.scan(file.bytes, through: limit) { (event, offset, length) throws(Damage) in
             if event.seq == 0 {
                 guard event.operation == .genesis, event.format == Event.formatName, let id = event.storeID else {
                     throw Damage(sequence: 0, message: "the first event is not a genesis event of format \(Event.formatName)")

@@ -51,6 +51,8 @@ struct MountCommand: ParsableCommand {
             Unmounting commits files still open and closes the store, which seals a block of the \
             events not yet sealed.
 
+            With --replica, STORE is a replica filled by `layerfs receive`: the mount is read-only             and shows the history up to the replica's last accepted block (the present is that             block's state; @time, @block, @history and @similar work as on the primary). The replica             builds its own similarity index from its own log, in             /var/lib/layerfs/index/<store id>-replica-<12 hex digits>/ by default. Blocks received             after mounting show after a remount.
+
             Without -f the command returns once the mount is ready and the daemon logs to syslog; \
             with -f it stays in the foreground and logs on standard error. `fusermount3 -u MOUNTPOINT`, \
             `umount MOUNTPOINT`, SIGTERM or SIGINT end it cleanly. Other -o options (allow_other, \
@@ -72,6 +74,9 @@ struct MountCommand: ParsableCommand {
     @Flag(name: .customShort("f"), help: "Stay in the foreground (log on standard error).")
     var foreground = false
 
+    @Flag(help: "STORE is a replica (filled by `layerfs receive`): mount its last block, read-only.")
+    var replica = false
+
     @Option(
         name: .customShort("o"),
         help: ArgumentHelp(
@@ -91,7 +96,12 @@ struct MountCommand: ParsableCommand {
                 logger = Logger(label: "layerfs") { SyslogLogHandler(label: $0, level: level) }
                 logger.logLevel = level
             }
-            let mountOptions = MountOptions(parsing: options)
+            var mountOptions = MountOptions(parsing: options)
+            if replica {
+                // A replica changes only by `layerfs receive`.
+                mountOptions.readOnly = true
+                if !mountOptions.fuseOptions.contains("ro") { mountOptions.fuseOptions.append("ro") }
+            }
             // The absolute path: the daemon leaves its working directory, and /proc/mounts shows it.
             var storePath = self.store
             if let resolved = realpath(self.store, nil) {
@@ -108,8 +118,13 @@ struct MountCommand: ParsableCommand {
                 free(resolved)
             }
             // The default seal policy: every 1000 events, every hour, and when unmounted.
-            let store = try StoreAccess.open(
-                storePath, mode: mountOptions.readOnly ? .readOnly : .readWrite, sealPolicy: SealPolicy(), logger: logger)
+            let store: Store
+            if replica {
+                store = try StoreAccess.openReplica(storePath, logger: logger)
+            } else {
+                store = try StoreAccess.open(
+                    storePath, mode: mountOptions.readOnly ? .readOnly : .readWrite, sealPolicy: SealPolicy(), logger: logger)
+            }
             // The similarity index (derived data outside the store), kept up to date on a thread
             // of its own; a problem with it never stops the mount (/@similar/.status says why).
             var similarity: SimilarityIndex? = nil
@@ -117,7 +132,11 @@ struct MountCommand: ParsableCommand {
                 do {
                     let embedder = try Embedders.make(mountOptions.embedder, modelDirectory: mountOptions.modelDirectory)
                     let index = SimilarityIndex(
-                        store: store, directory: mountOptions.indexDirectory ?? SimilarityIndex.defaultDirectory(for: store),
+                        store: store,
+                        directory: mountOptions.indexDirectory
+                            ?? (replica
+                                ? SimilarityIndex.defaultDirectory(forReplica: storePath, of: store)
+                                : SimilarityIndex.defaultDirectory(for: store)),
                         embedder: embedder, logger: logger)
                     similarity = index
                 } catch {

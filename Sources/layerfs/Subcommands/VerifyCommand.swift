@@ -13,7 +13,8 @@ struct VerifyCommand: ParsableCommand {
             it is a valid change of the tree before it. Every blob in objects/ must hash to its name \
             and have the size its event says; every block in blocks.jsonl must chain to the previous \
             block and carry the Merkle root of its events; metadata/current_hash must name the last \
-            event. On btrfs, every block's read-only snapshot must exist under .snapshots/.
+            event. On btrfs, every block's read-only snapshot must exist under .snapshots/. A replica \
+            (filled by `layerfs receive`) is verified as of its last accepted block.
 
             The store is opened read-only: verify works while a mount or another writer holds it.
 
@@ -63,7 +64,10 @@ struct VerifyCommand: ParsableCommand {
             } else {
                 out.line("blocks     none yet, \(Describe.plural(status.unsealedCount, "event")) unsealed")
             }
-            if store.isBtrfsSubvolume {
+            if Replica.isReplica(self.store) {
+                let last = status.blocks.last?.number ?? 0
+                out.line("replica    \(Describe.text(self.store)): read as of its last accepted block, \(last), received in blocks/\(Describe.text(StorePath.name(of: store.path)))")
+            } else if store.isBtrfsSubvolume {
                 out.line("snapshots  \(status.blocks.count) of \(status.blocks.count) present and read-only")
                 let expected = Set(status.blocks.map(\.snapshotName))
                 for extra in status.snapshots where !expected.contains(extra) {

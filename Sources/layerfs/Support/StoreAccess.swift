@@ -19,11 +19,31 @@ enum StoreAccess {
             }
         }
         defer { progress?.finish() }
+        if Replica.isReplica(path) {
+            // Read-only commands read a replica as its last accepted block.
+            guard mode == .readOnly else {
+                throw CLIError(
+                    "\(Describe.text(path)) is a replica: it changes only by `layerfs receive` (mount it with --replica)",
+                    status: .failure)
+            }
+            return try openReplica(path, logger: logger, options: options)
+        }
         do {
             return try Store.open(path, mode: mode, options: options)
         } catch where error.code == .locked {
             // The lock's error names the lock file; say which store, and who holds it.
             throw CLIError("store \(Describe.text(path)): \(Describe.text(error.message))", status: .locked)
+        } catch {
+            throw CLIError(error, during: .openingStore)
+        }
+    }
+
+    /// A replica (filled by `layerfs receive`), as a read-only store of its last accepted block.
+    static func openReplica(_ path: String, logger: Logger, options: Store.Options? = nil) throws(CLIError) -> Store {
+        var options = options ?? Store.Options(logger: logger)
+        options.logger = logger
+        do {
+            return try Replica.open(path, options: options)
         } catch {
             throw CLIError(error, during: .openingStore)
         }
