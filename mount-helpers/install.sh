@@ -2,6 +2,7 @@
 # Installs (or removes) layerfs and its mount helpers:
 #
 #   PREFIX/bin/layerfs                   the binary, from a SwiftPM build directory
+#   PREFIX/bin/layerfs-replicate         mount-helpers/layerfs-replicate (send | ssh receive)
 #   /sbin/mount.fuse.layerfs             mount-helpers/mount.layerfs, found by mount(8) for type fuse.layerfs
 #   /sbin/mount.layerfs                  a symlink to it, for type layerfs
 #   UNITDIR/layerfs@.service             the systemd template unit
@@ -87,6 +88,8 @@ case $unitdir in /*) ;; *) die "--unitdir must be an absolute path: $unitdir" ;;
 
 destdir=${DESTDIR:-}
 binary=${prefix%/}/bin/layerfs
+replicate=${prefix%/}/bin/layerfs-replicate
+replicate_marker='# layerfs-replicate: bring a replica up to date'
 helper=$sbindir/mount.fuse.layerfs
 helper_link=$sbindir/mount.layerfs
 unit=$unitdir/layerfs@.service
@@ -126,6 +129,11 @@ if [ $uninstall -eq 1 ]; then
             printf '%s: left %s alone: not installed by layerfs\n' "$prog" "$destdir$unit" >&2
         fi
     fi
+    if is_ours "$destdir$replicate" "$replicate_marker"; then
+        rm -f "$destdir$replicate" && echo "removed $destdir$replicate"
+    elif [ -e "$destdir$replicate" ]; then
+        printf '%s: left %s alone: not installed by layerfs\n' "$prog" "$destdir$replicate" >&2
+    fi
     if [ -e "$destdir$binary" ]; then
         rm -f "$destdir$binary" && echo "removed $destdir$binary"
     fi
@@ -152,6 +160,7 @@ done
 [ -n "$source_binary" ] || die "no layerfs executable in $build_dir (nor in its release/ or debug/)"
 [ -f "$here/mount.layerfs" ] || die "missing $here/mount.layerfs"
 [ -f "$here/layerfs@.service" ] || die "missing $here/layerfs@.service"
+[ -f "$here/layerfs-replicate" ] || die "missing $here/layerfs-replicate"
 
 # sed replacement text: escape \, & and the | delimiter.
 quoted_binary=$(printf '%s\n' "$binary" | sed 's/[\\&|]/\\&/g')
@@ -161,6 +170,12 @@ install -d -m 0755 "$destdir${prefix%/}/bin" "$destdir$sbindir"
 install -m 0755 "$source_binary" "$destdir$binary.new"
 mv -f "$destdir$binary.new" "$destdir$binary"
 echo "installed $source_binary as $destdir$binary"
+
+# layerfs-replicate runs the installed layerfs on this side unless $LAYERFS says otherwise.
+sed "s|^local_layerfs=.*|local_layerfs=\${LAYERFS:-$quoted_binary}|" "$here/layerfs-replicate" >"$destdir$replicate.new"
+chmod 0755 "$destdir$replicate.new"
+mv -f "$destdir$replicate.new" "$destdir$replicate"
+echo "installed $destdir$replicate"
 
 sed "s|^installed_binary=.*|installed_binary=$quoted_binary|" "$here/mount.layerfs" >"$destdir$helper.new"
 chmod 0755 "$destdir$helper.new"

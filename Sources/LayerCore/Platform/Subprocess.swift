@@ -76,8 +76,21 @@ final class Subprocess {
 
         let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
+        // The child starts with no signal blocked and default dispositions: the caller may block
+        // signals on its threads or ignore SIGPIPE, and btrfs must die of SIGTERM and of EPIPE.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var child: pid_t = 0
-        let result = posix_spawn(&child, executable, &actions, nil, argv, environ)
+        let result = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
         guard result == 0 else {
             for fd in ourEnds.values { Glibc.close(fd) }
             throw LayerError.system("posix_spawn", errno: result, path: executable)
@@ -92,7 +105,7 @@ final class Subprocess {
         closeInput()
         closeOutput()
         if exitStatus == nil {
-            kill(pid, SIGKILL)
+            Glibc.kill(pid, SIGKILL)
             _ = try? wait()
         }
     }
@@ -120,8 +133,10 @@ final class Subprocess {
         return code
     }
 
-    func terminate() {
-        if exitStatus == nil { kill(pid, SIGTERM) }
+    /// Ends the child at once (it is only ever stopped this way when its work is abandoned).
+    func kill() {
+        closeInput()
+        if exitStatus == nil { Glibc.kill(pid, SIGKILL) }
     }
 
     /// `btrfs send ...` as the user would type it, for messages.

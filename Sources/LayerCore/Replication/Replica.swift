@@ -301,7 +301,7 @@ public enum Replica {
         do throws(LayerError) {
             trailerMatches = try pump(stream, into: child, block: block.number, replica: replica, progress: options.progress)
         } catch {
-            child.terminate()
+            child.kill()
             _ = try? child.wait()
             cleanUp()
             throw error

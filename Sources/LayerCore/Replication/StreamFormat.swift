@@ -44,6 +44,11 @@ public enum ReplicationStream {
     public struct Trailer: Equatable, Sendable {
         public var bytes: UInt64
         public var sha256: Digest
+
+        public init(bytes: UInt64, sha256: Digest) {
+            self.bytes = bytes
+            self.sha256 = sha256
+        }
     }
 
     // MARK: Encoding

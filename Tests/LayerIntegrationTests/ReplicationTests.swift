@@ -1,0 +1,314 @@
+// Replication between two loop-mounted btrfs filesystems made by the test: `layerfs send`,
+// `layerfs receive`, mount-helpers/layerfs-replicate and `layerfs mount --replica`, and every
+// refusal the receiver owes: a damaged stream, tampered content, a fork, a gap, another store, and
+// an interrupted stream that is resumed.
+
+import Foundation
+import LayerCore
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The repository root (Tests/LayerIntegrationTests/<this file>).
+private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+
+/// Runs a bash script with $LAYERFS set to the binary under test; returns (status, stdout, stderr).
+@discardableResult
+private func shell(_ script: String) throws -> CLIResult {
+    let binary = try #require(CLI.binary)
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("layerfs-sh-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let outPath = scratch.appendingPathComponent("stdout").path
+    let errPath = scratch.appendingPathComponent("stderr").path
+    _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+    let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+    let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/bash")
+    process.arguments = ["-c", "set -o pipefail; " + script]
+    var environment = ProcessInfo.processInfo.environment
+    environment["LAYERFS"] = binary
+    environment["PATH"] = (binary as NSString).deletingLastPathComponent + ":" + (environment["PATH"] ?? "/usr/bin:/bin") + ":/usr/sbin:/sbin"
+    environment.removeValue(forKey: "LAYERFS_LOG_LEVEL")
+    process.environment = environment
+    process.standardInput = FileHandle.nullDevice
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    process.waitUntilExit()
+    try out.close()
+    try err.close()
+    return CLIResult(
+        status: process.terminationStatus,
+        stdoutBytes: Array(try Data(contentsOf: URL(fileURLWithPath: outPath))),
+        stderr: String(decoding: try Data(contentsOf: URL(fileURLWithPath: errPath)), as: UTF8.self))
+}
+
+private func q(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+/// Runs `layerfs` and requires success.
+@discardableResult
+private func layerfs(_ arguments: String...) throws -> CLIResult {
+    let result = try CLI.run(arguments)
+    #expect(result.status == 0, "layerfs \(arguments.joined(separator: " ")): \(result.stderr)")
+    return result
+}
+
+/// What a replica looks like from outside: its head file and its blocks/ entries.
+private func replicaState(_ replica: String) throws -> [String] {
+    let head = (try? String(contentsOfFile: replica + "/current_block", encoding: .utf8)) ?? "(none)"
+    let blocks = (try? FileManager.default.contentsOfDirectory(atPath: replica + "/blocks").sorted()) ?? []
+    return [head] + blocks
+}
+
+/// The event lines of `layerfs log` without the provenance columns (identical on both sides).
+private func logLines(_ storeOrReplica: String) throws -> [String] {
+    try layerfs("log", storeOrReplica, "--json").stdoutLines
+}
+
+/// Writes the next version of the primary's tree and imports it, sealing a block.
+private func nextVersion(_ store: String, _ tree: String, round: Int) throws {
+    try Tree.write(tree + "/etc/round", "round \(round)\n")
+    try Tree.write(tree + "/etc/interfaces/eth\(round).conf", "iface eth\(round) inet dhcp\nmtu \(1400 + round)\n")
+    if round % 2 == 0 { try? Tree.remove(tree + "/etc/interfaces/eth\(round - 1).conf") }
+    // A blob-sized file too, so that streams carry objects/.
+    try Tree.write(tree + "/var/big.bin", [UInt8]((0..<(70_000 + round)).map { UInt8(truncatingIfNeeded: $0 &* (round + 7)) }))
+    try layerfs("import", store, tree, "--seal")
+}
+
+private func makeTree(_ tree: String) throws {
+    for d in ["", "/etc", "/etc/interfaces", "/var"] { try Tree.mkdir(tree + d) }
+    try Tree.write(tree + "/etc/hostname", "edge-1\n")
+    try Tree.write(tree + "/etc/interfaces/br0.conf", "auto br0\niface br0 inet static\n  bridge_ports eth0 eth1\n")
+}
+
+/// Mounts with `layerfs mount` (which returns once mounted) and always unmounts afterwards.
+private func withMount<T>(_ arguments: [String], at mountPoint: String, _ body: () throws -> T) throws -> T {
+    try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+    let result = try CLI.run(["mount"] + arguments + [mountPoint])
+    try #require(result.status == 0, "layerfs mount \(arguments): \(result.stderr)")
+    defer {
+        var unmounted = false
+        for _ in 0..<50 {
+            if (try? ExternalCommand.run("fusermount3", ["-u", mountPoint])) != nil { unmounted = true; break }
+            usleep(100_000)
+        }
+        if !unmounted { _ = try? ExternalCommand.run("fusermount3", ["-uz", mountPoint]) }
+        // The daemon closes the store after the kernel lets go; wait until it is gone.
+        for _ in 0..<100 where (try? currentMountPoints().contains(mountPoint)) == true { usleep(50_000) }
+    }
+    return try body()
+}
+
+/// Two loop btrfs filesystems: the primary's and the replica's.
+private func withTwoFilesystems(_ body: (_ primary: String, _ replicaFS: String) throws -> Void) throws {
+    try withLoopBtrfs(sizeMiB: 256) { a in
+        try withLoopBtrfs(sizeMiB: 256) { b in try body(a, b) }
+    }
+}
+
+@Suite(
+    .serialized,
+    .enabled(
+        if: loopBtrfsUnavailableReason == nil && ExternalCommand.find("btrfs") != nil,
+        "needs root, loop devices, btrfs-progs: see loopBtrfsUnavailableReason"))
+struct ReplicationTests {
+    @Test func fullThenIncrementalSendsKeepAReplicaInStepAndItMountsAndAgrees() throws {
+        try withTwoFilesystems { a, b in
+            let store = a + "/layer", tree = a + "/tree", replica = b + "/replica"
+            try layerfs("init", store)
+            try makeTree(tree)
+            try nextVersion(store, tree, round: 1)
+
+            // The first send: in full.
+            let first = try shell("$LAYERFS send \(q(store)) | $LAYERFS receive \(q(replica))")
+            #expect(first.status == 0, "\(first.stderr)")
+            #expect(first.stderr.contains("sent block 1 (the first in full)"), "\(first.stderr)")
+            #expect(first.stdout.contains("holds blocks 1...1"), "\(first.stdout)")
+            #expect(try logLines(replica) == logLines(store))
+
+            // Several incremental rounds, some through layerfs-replicate, some by hand.
+            for round in 2...5 {
+                try nextVersion(store, tree, round: round)
+                if round == 3 {  // two blocks in one stream
+                    try nextVersion(store, tree, round: 30)
+                }
+                let result =
+                    round % 2 == 0
+                    ? try shell("\(q(repositoryRoot + "/mount-helpers/layerfs-replicate")) \(q(store)) \(q(replica))")
+                    : try shell("$LAYERFS send \(q(store)) --from $(( $($LAYERFS receive --print-head \(q(replica)) | cut -d' ' -f1) + 1 )) | $LAYERFS receive \(q(replica))")
+                #expect(result.status == 0, "round \(round): \(result.stderr)")
+                #expect(result.stderr.contains("an increment on block"), "round \(round) is incremental: \(result.stderr)")
+                let primary = try Store.open(store, mode: .readOnly)
+                let head = try #require(try Replica.head(replica))
+                #expect(head.block == primary.blocks.last?.number && head.hash == primary.blocks.last?.hash)
+                #expect(try logLines(replica) == logLines(store), "round \(round): the replica has the same events")
+            }
+            let verified = try layerfs("verify", replica)
+            #expect(verified.stdout.contains("OK") && verified.stdout.contains("replica"))
+            #expect(try layerfs("receive", "--print-head", replica).stdout.hasPrefix("6 "))
+
+            // An up-to-date replica: an empty stream checks agreement and changes nothing.
+            let before = try replicaState(replica)
+            let again = try shell("\(q(repositoryRoot + "/mount-helpers/layerfs-replicate")) \(q(store)) \(q(replica))")
+            #expect(again.status == 0 && again.stdout.contains("up to date"), "\(again.stdout)\(again.stderr)")
+            #expect(try replicaState(replica) == before)
+
+            // Writable commands refuse a replica.
+            let refused = try CLI.run(["seal", replica])
+            #expect(refused.status != 0 && refused.stderr.contains("is a replica"), "\(refused.stderr)")
+
+            // Mounted side by side: the same @time and @block directories, byte for byte.
+            let primaryStore = try Store.open(store, mode: .readOnly)
+            let middle = try primaryStore.time(ofSequence: primaryStore.blocks[2].last).canonical
+            try withMount([store, "-o", "ro,noindex"], at: a + "/mnt") {
+                try withMount(["--replica", replica, "-o", "index_dir=\(b)/index"], at: b + "/mnt") {
+                    for view in ["@time/\(middle)", "@time/latest", "@block/2", "@block/latest", "@history/etc/round"] {
+                        let diff = try shell("diff -r \(q(a + "/mnt/" + view)) \(q(b + "/mnt/" + view))")
+                        #expect(diff.status == 0 && diff.stdout.isEmpty, "diff -r of \(view): \(diff.stdout)\(diff.stderr)")
+                    }
+                    let present = try shell("diff -r \(q(a + "/mnt")) \(q(b + "/mnt"))")
+                    #expect(present.status == 0, "the replica's present is the primary's last block: \(present.stdout)")
+                    // Read-only, and @similar answers from the replica's own index.
+                    let write = try shell("echo x > \(q(b + "/mnt/new"))")
+                    #expect(write.status != 0 && write.stderr.contains("Read-only"), "\(write.stderr)")
+                    var listed = ""
+                    for _ in 0..<100 {
+                        let ls = try shell("ls \(q(b + "/mnt/@similar/bridge ports#3"))")
+                        if ls.status == 0 { listed = ls.stdout; break }
+                        usleep(100_000)  // EAGAIN while the replica builds its index
+                    }
+                    #expect(listed.contains("br0.conf"), "the replica's @similar: \(listed)")
+                    #expect(FileManager.default.fileExists(atPath: b + "/index/lock"), "the replica's own index, in its index_dir")
+                }
+            }
+        }
+    }
+
+    @Test func tamperedStreamsForksGapsAndOtherStoresAreRefusedWithTheReplicaUntouched() throws {
+        try withTwoFilesystems { a, b in
+            let store = a + "/layer", tree = a + "/tree", replica = b + "/replica"
+            try layerfs("init", store)
+            try makeTree(tree)
+            for round in 1...3 { try nextVersion(store, tree, round: round) }
+            // The replica takes blocks 1 and 2.
+            #expect(try shell("$LAYERFS send \(q(store)) --to 2 | $LAYERFS receive \(q(replica))").status == 0)
+            let untouched = try replicaState(replica)
+            func expectRefused(_ script: String, status: Int32, saying text: String, _ what: String) throws {
+                let result = try shell(script)
+                #expect(result.status == status, "\(what): status \(result.status): \(result.stderr)")
+                #expect(result.stderr.contains(text), "\(what): \(result.stderr)")
+                #expect(try replicaState(replica) == untouched, "\(what): the replica is untouched")
+            }
+
+            // 1. A byte of btrfs data changed in transit: the checksum catches it.
+            let streamFile = a + "/block3.lfs"
+            try layerfs("send", store, "--from", "3", "--output", streamFile)
+            var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: streamFile)))
+            let headerEnd = try #require(bytes.indices.filter { bytes[$0] == 0x0A }.dropFirst(2).first)  // magic, header, block line
+            bytes[headerEnd + 4 + 200] ^= 0x01
+            try Data(bytes).write(to: URL(fileURLWithPath: a + "/flipped.lfs"))
+            try expectRefused("$LAYERFS receive \(q(replica)) --input \(q(a + "/flipped.lfs"))", status: 65, saying: "checksum", "a flipped bit")
+
+            // 2. Tampered content with a consistent stream: a copy of block 3's snapshot with an
+            //    event edited, sent as an increment on block 2 with correct framing. btrfs
+            //    receive applies it; verification refuses it.
+            let primary = try Store.open(store, mode: .readOnly)
+            let block2 = primary.blocks[1], block3 = primary.blocks[2]
+            try FileManager.default.createDirectory(atPath: a + "/forge", withIntermediateDirectories: true)
+            let forged = a + "/forge/" + block3.snapshotName
+            try ExternalCommand.run("btrfs", ["subvolume", "snapshot", primary.snapshotPath(of: block3), forged])
+            var log = try String(contentsOfFile: forged + "/events.jsonl", encoding: .utf8)
+            let edited = try #require(log.range(of: "edge-1"))
+            log.replaceSubrange(edited, with: "evil-1")
+            try log.write(toFile: forged + "/events.jsonl", atomically: false, encoding: .utf8)
+            try ExternalCommand.run("btrfs", ["property", "set", "-ts", forged, "ro", "true"])
+            let raw = a + "/forged.btrfs"
+            #expect(try shell("btrfs send -q -p \(q(primary.snapshotPath(of: block2))) \(q(forged)) > \(q(raw))").status == 0)
+            let btrfsBytes = Array(try Data(contentsOf: URL(fileURLWithPath: raw)))
+            var stream = ReplicationStream.magic
+            stream += ReplicationStream.encode(
+                ReplicationStream.Header(store: primary.storeID, first: 3, last: 3, base: 2, baseHash: block2.hash))
+            var header = block3
+            stream += BlockHeader.seal(&header)
+            var offset = 0
+            while offset < btrfsBytes.count {
+                let n = min(65536, btrfsBytes.count - offset)
+                stream += [UInt8(n >> 24 & 0xff), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)]
+                stream += btrfsBytes[offset..<(offset + n)]
+                offset += n
+            }
+            stream += [0, 0, 0, 0]
+            stream += ReplicationStream.encode(ReplicationStream.Trailer(bytes: UInt64(btrfsBytes.count), sha256: SHA256.hash(btrfsBytes)))
+            stream += ReplicationStream.encodeEnd(blocks: 1)
+            try Data(stream).write(to: URL(fileURLWithPath: a + "/forged.lfs"))
+            try expectRefused("$LAYERFS receive \(q(replica)) --input \(q(a + "/forged.lfs"))", status: 65, saying: "failed verification", "tampered content")
+
+            // 3. A gap: block 3 is missing, the stream starts at 4.
+            try nextVersion(store, tree, round: 4)
+            try expectRefused(
+                "$LAYERFS send \(q(store)) --from 4 | $LAYERFS receive \(q(replica))", status: 1, saying: "send from block 3", "a gap")
+
+            // 4. Another store's stream.
+            let other = a + "/other"
+            try layerfs("init", other)
+            try layerfs("import", other, tree, "--seal")
+            try expectRefused(
+                "$LAYERFS send \(q(other)) | $LAYERFS receive \(q(replica))", status: 65, saying: "but this replica holds store", "another store")
+
+            // 5. A fork: a copy of the primary as of block 2 goes its own way and seals its own
+            //    block 3. Once the replica holds the real block 3, the fork's is refused.
+            #expect(try shell("$LAYERFS send \(q(store)) --from 3 --to 3 | $LAYERFS receive \(q(replica))").status == 0)
+            let afterReal = try replicaState(replica)
+            let fork = a + "/fork"
+            try ExternalCommand.run("btrfs", ["subvolume", "snapshot", primary.snapshotPath(of: block2), fork])
+            try Tree.write(tree + "/etc/hostname", "forked\n")
+            try layerfs("import", fork, tree, "--seal")
+            let forkResult = try shell("$LAYERFS send \(q(fork)) --from 3 --full | $LAYERFS receive \(q(replica))")
+            #expect(forkResult.status == 65 && forkResult.stderr.contains("fork"), "\(forkResult.stderr)")
+            #expect(try replicaState(replica) == afterReal, "the fork left the replica untouched")
+            #expect(try layerfs("verify", replica).stdout.contains("OK"))
+        }
+    }
+
+    @Test func anInterruptedStreamIsResumed() throws {
+        try withTwoFilesystems { a, b in
+            let store = a + "/layer", tree = a + "/tree", replica = b + "/replica"
+            try layerfs("init", store)
+            try makeTree(tree)
+            for round in 1...4 { try nextVersion(store, tree, round: round) }
+            let streamFile = a + "/all.lfs"
+            try layerfs("send", store, "--output", streamFile)
+            let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: streamFile)))
+            // Cut in the middle of block 3's data: just after its header line.
+            let text = bytes.indices.filter { bytes[$0] == 0x0A }
+            let primary = try Store.open(store, mode: .readOnly)
+            var block3 = primary.blocks[2]
+            let line = BlockHeader.seal(&block3)
+            let start = try #require((0..<(bytes.count - line.count)).first { bytes[$0..<($0 + line.count)].elementsEqual(line) })
+            #expect(!text.isEmpty)
+            try Data(bytes[0..<(start + line.count + 1000)]).write(to: URL(fileURLWithPath: a + "/cut.lfs"))
+            let cut = try CLI.run(["receive", replica, "--input", a + "/cut.lfs"])
+            #expect(cut.status == 74 && cut.stderr.contains("ended early"), "\(cut.stderr)")
+            #expect(try Replica.head(replica)?.block == 2, "blocks 1 and 2 were accepted before the cut")
+            let state = try replicaState(replica)
+            #expect(state.count == 3, "no partial block 3 stays: \(state)")
+
+            // A receive killed by the OS can leave a partial, writable subvolume: the next receive
+            // deletes it before it starts.
+            try ExternalCommand.run("btrfs", ["subvolume", "create", replica + "/blocks/block-3-000000000000"])
+            let resumed = try shell("\(q(repositoryRoot + "/mount-helpers/layerfs-replicate")) \(q(store)) \(q(replica))")
+            #expect(resumed.status == 0, "\(resumed.stderr)")
+            #expect(resumed.stderr.contains("sending from block 3"), "\(resumed.stderr)")
+            #expect(try Replica.head(replica)?.block == 4)
+            #expect(!FileManager.default.fileExists(atPath: replica + "/blocks/block-3-000000000000"))
+            #expect(try logLines(replica) == logLines(store))
+            #expect(try layerfs("verify", replica).stdout.contains("OK"))
+        }
+    }
+}
