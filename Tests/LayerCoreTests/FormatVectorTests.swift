@@ -85,6 +85,32 @@ import Testing
         #expect(try Self.block("example-block-head") == header.hash.hex + " 00000000000000000001")
     }
 
+    /// §12.1: the stream header example parses, names §11.1's store and block 1, and is canonical.
+    @Test func streamHeaderExample() throws {
+        let line = Array(try Self.block("stream-header").utf8)
+        let header = try #require(ReplicationStream.decodeHeader(line))
+        let genesis = try EventCodec.decode(line: Array(try #require(Self.exampleEvents.first).utf8)).get()
+        #expect(header.store == genesis.storeID)
+        #expect(header.first == 2 && header.last == 3 && header.base == 1)
+        #expect(header.baseHash.hex == (try Self.block("block-hash")))
+        #expect(ReplicationStream.encode(header) == line + [0x0A])
+        // Every other header that breaks a rule of §12.1 is refused.
+        let bad = [
+            #"{"store":"3f1c2a9e-8b7d-4c21-9e5a-0d6b7c8e9f10","first":2,"last":3,"base":0,"basehash":"568d21806250460d6c26045c0e00f0cd8f6334dba0ada49bf0d38b5cf9cc7d88"}"#,
+            #"{"store":"3f1c2a9e-8b7d-4c21-9e5a-0d6b7c8e9f10","first":2,"last":3,"base":2,"basehash":"568d21806250460d6c26045c0e00f0cd8f6334dba0ada49bf0d38b5cf9cc7d88"}"#,
+            #"{"store":"3f1c2a9e-8b7d-4c21-9e5a-0d6b7c8e9f10","first":0,"last":3,"base":0,"basehash":"0000000000000000000000000000000000000000000000000000000000000000"}"#,
+            #"{"store":"3f1c2a9e-8b7d-4c21-9e5a-0d6b7c8e9f10","first":3,"last":1,"base":2,"basehash":"568d21806250460d6c26045c0e00f0cd8f6334dba0ada49bf0d38b5cf9cc7d88"}"#,
+            #"{"store":"3F1C2A9E-8b7d-4c21-9e5a-0d6b7c8e9f10","first":2,"last":3,"base":1,"basehash":"568d21806250460d6c26045c0e00f0cd8f6334dba0ada49bf0d38b5cf9cc7d88"}"#,
+            #"{"first":2,"store":"3f1c2a9e-8b7d-4c21-9e5a-0d6b7c8e9f10","last":3,"base":1,"basehash":"568d21806250460d6c26045c0e00f0cd8f6334dba0ada49bf0d38b5cf9cc7d88"}"#,
+            #"{"store":"3f1c2a9e-8b7d-4c21-9e5a-0d6b7c8e9f10","first":2,"last":3,"base":1,"basehash":"568d21806250460d6c26045c0e00f0cd8f6334dba0ada49bf0d38b5cf9cc7d88" }"#,
+            #"{"store":"3f1c2a9e-8b7d-4c21-9e5a-0d6b7c8e9f10","first":02,"last":3,"base":1,"basehash":"568d21806250460d6c26045c0e00f0cd8f6334dba0ada49bf0d38b5cf9cc7d88"}"#,
+        ]
+        for text in bad { #expect(ReplicationStream.decodeHeader(Array(text.utf8)) == nil, "refused: \(text)") }
+        #expect(ReplicationStream.decodeTrailer(Array(#"{"bytes":12,"sha256":"568d21806250460d6c26045c0e00f0cd8f6334dba0ada49bf0d38b5cf9cc7d88"}"#.utf8))?.bytes == 12)
+        #expect(ReplicationStream.decodeEnd(Array(#"{"blocks":2}"#.utf8)) == 2)
+        #expect(ReplicationStream.decodeEnd(Array(#"{"blocks":-2}"#.utf8)) == nil)
+    }
+
     /// The example is a whole store: write it to disk with its blob and open it.
     @Test func exampleStoreOpensAndVerifies() throws {
         try withTemporaryDirectory { dir in
