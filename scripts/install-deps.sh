@@ -18,6 +18,8 @@ packages=(
   rsync           # mount tests: rsync from time directories
   attr            # getfattr/setfattr: provenance xattrs in the demo and the tests
   e2fsprogs       # mkfs.ext4 for the small full-disk filesystem in the ENOSPC mount test
+  openssh-client  # layerfs-replicate streams over ssh
+  openssh-server  # the replication test runs its own sshd on 127.0.0.1 (see below)
 )
 
 missing=()
@@ -33,6 +35,12 @@ if ((${#missing[@]})); then
   echo "install-deps: installing ${missing[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # openssh-server is here only for the test's private sshd (127.0.0.1, its own keys, stopped after
+  # the test). If this run installed it, do not leave the system's ssh service enabled and listening.
+  if [[ " ${missing[*]} " == *" openssh-server "* ]] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    $sudo systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+    echo "install-deps: installed openssh-server for the replication test; its system service is disabled" >&2
+  fi
 fi
 
 if ! command -v swift >/dev/null 2>&1; then

@@ -112,6 +112,97 @@ private func withTwoFilesystems(_ body: (_ primary: String, _ replicaFS: String)
     }
 }
 
+/// A private sshd on 127.0.0.1 for one test: its own host and client keys and config in `directory`,
+/// root login by key only. It daemonizes itself (its pid in `directory`/sshd.pid) and is stopped by
+/// `stop()` (the caller defers it). It is deliberately not a child of this process: while a
+/// long-running child (sshd under Foundation's Process) was alive, Foundation did not reap the
+/// test's other children and `waitUntilExit` hung on a zombie.
+private final class PrivateSSHServer {
+    let directory: String
+    let port: Int
+
+    static var unavailableReason: String? {
+        for tool in ["sshd", "ssh", "ssh-keygen"] where ExternalCommand.find(tool) == nil {
+            return "\(tool) is not installed (openssh-server, openssh-client)"
+        }
+        return nil
+    }
+
+    init(directory: String) throws {
+        self.directory = directory
+        try ExternalCommand.run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", directory + "/host_key"])
+        try ExternalCommand.run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", directory + "/client_key"])
+        try FileManager.default.copyItem(atPath: directory + "/client_key.pub", toPath: directory + "/authorized_keys")
+        try FileManager.default.createDirectory(atPath: "/run/sshd", withIntermediateDirectories: true)  // privilege separation
+        // A free port: bind port 0 and read what the kernel chose.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        port = Int(UInt16(bigEndian: address.sin_port))
+        close(fd)
+        let config = """
+            Port \(port)
+            ListenAddress 127.0.0.1
+            HostKey \(directory)/host_key
+            AuthorizedKeysFile \(directory)/authorized_keys
+            PermitRootLogin prohibit-password
+            PasswordAuthentication no
+            KbdInteractiveAuthentication no
+            UsePAM no
+            StrictModes no
+            PidFile \(directory)/sshd.pid
+
+            """
+        try config.write(toFile: directory + "/sshd_config", atomically: true, encoding: .utf8)
+        // sshd needs its absolute path to re-execute itself; without -D it detaches and returns.
+        try ExternalCommand.run("sshd", ["-f", directory + "/sshd_config"])
+        // Ready when it accepts a connection and greets with its banner.
+        for _ in 0..<100 {
+            if PrivateSSHServer.greets(port: port) { return }
+            usleep(100_000)
+        }
+        stop()
+        throw HarnessError("the private sshd on port \(port) did not accept a connection")
+    }
+
+    /// True when 127.0.0.1:`port` accepts a TCP connection and sends an SSH banner within 2 s.
+    private static func greets(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return false }
+        var banner = [UInt8](repeating: 0, count: 64)
+        let count = read(fd, &banner, banner.count)
+        return count >= 4 && banner[0..<4] == Array("SSH-".utf8)[...]
+    }
+
+    var sshCommand: String {
+        "ssh -p \(port) -i \(directory)/client_key -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+    }
+
+    /// Stops the daemon named by its pid file, and waits until it is gone.
+    func stop() {
+        guard let text = try? String(contentsOfFile: directory + "/sshd.pid", encoding: .utf8),
+            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1
+        else { return }
+        kill(pid, SIGTERM)
+        for _ in 0..<100 where kill(pid, 0) == 0 { usleep(50_000) }
+    }
+}
+
 @Suite(
     .serialized,
     .enabled(
@@ -276,6 +367,39 @@ struct ReplicationTests {
         }
     }
 
+    /// layerfs-replicate over a real ssh connection (a private sshd on 127.0.0.1), twice: the
+    /// second run sends only the new block.
+    @Test(.enabled(if: PrivateSSHServer.unavailableReason == nil, "needs openssh-server and openssh-client"))
+    func layerfsReplicateOverSSH() throws {
+        try withTwoFilesystems { a, b in
+            let store = a + "/layer", tree = a + "/tree", replica = b + "/replica"
+            try layerfs("init", store)
+            try makeTree(tree)
+            for round in 1...2 { try nextVersion(store, tree, round: round) }
+            let keys = a + "/ssh"
+            try FileManager.default.createDirectory(atPath: keys, withIntermediateDirectories: true)
+            let server = try PrivateSSHServer(directory: keys)
+            defer { server.stop() }
+            let binary = try #require(CLI.binary)
+            let replicate = "\(q(repositoryRoot + "/mount-helpers/layerfs-replicate")) --ssh \(q(server.sshCommand)) --remote-layerfs \(q(binary))"
+            let first = try shell("\(replicate) \(q(store)) root@127.0.0.1:\(q(replica))")
+            #expect(first.status == 0, "\(first.stderr)")
+            #expect(first.stderr.contains("holds no blocks: sending from block 1"), "\(first.stderr)")
+            #expect(try Replica.head(replica)?.block == 2)
+            try nextVersion(store, tree, round: 3)
+            let second = try shell("\(replicate) \(q(store)) root@127.0.0.1:\(q(replica))")
+            #expect(second.status == 0, "\(second.stderr)")
+            #expect(second.stderr.contains("sending from block 3") && second.stderr.contains("accepted block 3"), "\(second.stderr)")
+            #expect(try logLines(replica) == logLines(store))
+            // A refusal on the far side comes back as layerfs-replicate's status.
+            let other = a + "/other"
+            try layerfs("init", other)
+            try layerfs("import", other, tree, "--seal")
+            let refused = try shell("\(replicate) \(q(other)) root@127.0.0.1:\(q(replica))")
+            #expect(refused.status == 65 && refused.stderr.contains("this replica holds store"), "\(refused.stderr)")
+        }
+    }
+
     @Test func anInterruptedStreamIsResumed() throws {
         try withTwoFilesystems { a, b in
             let store = a + "/layer", tree = a + "/tree", replica = b + "/replica"
@@ -309,6 +433,19 @@ struct ReplicationTests {
             #expect(!FileManager.default.fileExists(atPath: replica + "/blocks/block-3-000000000000"))
             #expect(try logLines(replica) == logLines(store))
             #expect(try layerfs("verify", replica).stdout.contains("OK"))
+
+            // OPERATIONS.md, "Recovering": a lost primary is restored from the replica, keeps
+            // going, and replicates to a fresh replica.
+            let restored = b + "/restored"
+            let restore = try shell(
+                "R=\(q(replica)); last=$(ls -v $R/blocks | tail -1); btrfs subvolume snapshot $R/blocks/$last \(q(restored))"
+                    + " && for b in $R/blocks/*; do btrfs subvolume snapshot -r $b \(q(restored))/.snapshots/${b##*/}; done")
+            #expect(restore.status == 0, "\(restore.stderr)")
+            #expect(try layerfs("verify", restored).stdout.contains("snapshots  4 of 4 present"))
+            #expect(try logLines(restored) == logLines(store))
+            try nextVersion(restored, tree, round: 5)
+            let fresh = try shell("$LAYERFS send \(q(restored)) | $LAYERFS receive \(q(b + "/replica2"))")
+            #expect(fresh.status == 0 && fresh.stdout.contains("holds blocks 1...5"), "\(fresh.stdout)\(fresh.stderr)")
         }
     }
 }
