@@ -681,9 +681,19 @@ class EventChecker:
 def check_block_header(raw, bno, prev_bhash, prev_last, prev_btime):
     """Header-intrinsic and chain checks of §8.1 for block bno (line bno-1). Returns the dict."""
     b = parse_json_line(raw)
+    signed = "key" in b or "sig" in b
     for k in b:
-        if k not in BLOCK_KEYS:
+        if k not in BLOCK_KEYS and k not in ("key", "sig"):
             raise Bad("unknown key %r" % k)
+    if signed:
+        # §8.7: a signed header carries both, after hash; verifying the signature itself needs
+        # the signer's public key and is outside this verifier (layerfs verify --pubkey).
+        for k in ("key", "sig"):
+            if not isinstance(b.get(k), str):
+                raise Bad("a signed header needs %r as a string" % k)
+        check_hex64(b["key"], "key")
+        if len(b["sig"]) != 128 or any(c not in "0123456789abcdef" for c in b["sig"]):
+            raise Bad("sig is not 128 lowercase hex digits")
     for k in BLOCK_KEYS:
         if k not in b:
             raise Bad("missing %r" % k)
@@ -697,7 +707,10 @@ def check_block_header(raw, bno, prev_bhash, prev_last, prev_btime):
     check_hex64(b["hash"], "hash")
     check_timestamp(b["time"], "time")
     canon = canonical_bytes(b, BLOCK_KEYS)
-    if raw + b"\n" != stored_line(canon, b["hash"]):
+    line = stored_line(canon, b["hash"])
+    if signed:
+        line = line[:-2] + b',"key":"' + b["key"].encode("ascii") + b'","sig":"' + b["sig"].encode("ascii") + b'"}\n'
+    if raw + b"\n" != line:
         raise Bad("line is not in canonical encoding")
     h = sha256_hex(canon)
     if b["hash"] != h:

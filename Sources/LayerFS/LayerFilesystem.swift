@@ -480,10 +480,11 @@ extension LayerFilesystem {
             return
         }
         do {
-            guard let value = try namespace.extendedAttributes(node(id)).first(where: { $0.name == name })?.value else {
-                throw Errno.noData
-            }
-            try replyBytes(req, Array(value.utf8), size: size)
+            guard let value = try namespace.extendedAttribute(node(id), name: name) else { throw Errno.noData }
+            // The kernel takes at most XATTR_SIZE_MAX (64 KiB): a proof of an event with large
+            // inline content can exceed it (`layerfs prove` prints it whatever its size).
+            guard value.count <= 65536 else { throw Errno.argListTooLong }
+            try replyBytes(req, value, size: size)
         } catch {
             fuse_reply_err(req, errno(error, "getxattr"))
         }
@@ -492,8 +493,8 @@ extension LayerFilesystem {
     func listxattr(_ req: fuse_req_t, _ id: fuse_ino_t, size: Int) {
         do {
             var bytes: [UInt8] = []
-            for attribute in try namespace.extendedAttributes(node(id)) {
-                bytes += Array(attribute.name.utf8) + [0]
+            for name in try namespace.extendedAttributeNames(node(id)) {
+                bytes += Array(name.utf8) + [0]
             }
             try replyBytes(req, bytes, size: size)
         } catch {

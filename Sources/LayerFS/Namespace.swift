@@ -495,19 +495,43 @@ public final class Namespace: Sendable {
     /// Every extended attribute layerfs shows starts with this.
     public static let xattrPrefix = "user.layerfs."
 
-    /// The extended attributes of a node: provenance of the event that produced a version (or
-    /// recorded a deletion). Directories have none. Names in a fixed order.
-    public func extendedAttributes(_ node: Node) throws -> [(name: String, value: String)] {
-        let seq: UInt64
+    /// The Merkle inclusion proof of a version's event in its block (`layerfs prove`'s output),
+    /// listed only once the event is sealed. Computed when asked for, not when listed.
+    public static let proofAttribute = "user.layerfs.proof"
+
+    /// The event that produced a node's version (or recorded a deletion); nil for directories and
+    /// the @ views' own entries.
+    private func eventSequence(_ node: Node) throws -> UInt64? {
         switch node {
         case .present(let id):
             let info = try pathLock.shared { () throws -> NodeInfo in try presentInfo(id).info }
-            guard info.kind != .directory else { return [] }
-            seq = info.version
-        case .version(let info): seq = info.version
-        case .deletion(_, let s): seq = s
-        default: return []
+            return info.kind == .directory ? nil : info.version
+        case .version(let info): return info.version
+        case .deletion(_, let s): return s
+        default: return nil
         }
+    }
+
+    /// One extended attribute's value, or nil when the node has no attribute of that name.
+    public func extendedAttribute(_ node: Node, name: String) throws -> [UInt8]? {
+        if name == Namespace.proofAttribute {
+            guard let seq = try eventSequence(node), store.blocks.last.map({ seq <= $0.last }) == true else { return nil }
+            return try store.inclusionProof(seq: seq).encoded
+        }
+        return try extendedAttributes(node).first(where: { $0.name == name }).map { Array($0.value.utf8) }
+    }
+
+    /// The names of a node's extended attributes, in a fixed order.
+    public func extendedAttributeNames(_ node: Node) throws -> [String] {
+        let attributes = try extendedAttributes(node)
+        return attributes.map(\.name) + (attributes.contains { $0.name == "user.layerfs.block" } ? [Namespace.proofAttribute] : [])
+    }
+
+    /// The extended attributes of a node: provenance of the event that produced a version (or
+    /// recorded a deletion). Directories have none. Names in a fixed order. (The proof is apart:
+    /// `extendedAttribute(_:name:)`.)
+    public func extendedAttributes(_ node: Node) throws -> [(name: String, value: String)] {
+        guard let seq = try eventSequence(node) else { return [] }
         let event = try store.event(seq)
         var out: [(name: String, value: String)] = [
             ("user.layerfs.seq", String(seq)),

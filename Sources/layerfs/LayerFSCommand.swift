@@ -31,6 +31,7 @@ struct LayerFSCommand: ParsableCommand {
         subcommands: [
             InitCommand.self, ImportCommand.self, VerifyCommand.self, LogCommand.self, SealCommand.self,
             StatusCommand.self, ShowCommand.self, MountCommand.self, SimilarCommand.self, ReindexCommand.self,
-            SendCommand.self, ReceiveCommand.self,
+            SendCommand.self, ReceiveCommand.self, KeygenCommand.self, SigningKeyCommand.self, ProveCommand.self,
+            VerifyProofCommand.self,
         ])
 }

@@ -105,6 +105,10 @@ public enum Replica {
         /// Called when a block is accepted (or found already held: `skipped`).
         public var accepted: (@Sendable (BlockHeader, _ skipped: Bool) -> Void)?
 
+        /// When not empty, every new block must be signed by one of these keys (as a block of the
+        /// stream's store), or it is refused before any of its data is applied.
+        public var trustedKeys: [Ed25519.PublicKey] = []
+
         public init(logger: Logger = Logger(label: "layerfs.replica")) { self.logger = logger }
     }
 
@@ -205,6 +209,12 @@ public enum Replica {
                     report.skipped.append(n)
                     options.accepted?(block, true)
                     continue
+                }
+                if !options.trustedKeys.isEmpty {
+                    let check = block.signatureCheck(trusting: options.trustedKeys, storeID: header.store)
+                    guard case .valid = check else {
+                        throw LayerError(.corrupt, "block \(n) is \(check): refused (receive --pubkey)", path: replica)
+                    }
                 }
                 if let tip = chain.last, tip.number == n - 1, block.previousHash != tip.hash {
                     throw LayerError(

@@ -85,11 +85,11 @@ public enum ReplicationSender {
                 let child = try Subprocess(btrfs, arguments, stdin: .null, stdout: .pipe, stderr: .descriptor(2))
                 // The header line, re-encoded: canonical, so equal to the blocks.jsonl line.
                 var check = block
-                let line = BlockHeader.seal(&check)
+                _ = BlockHeader.seal(&check)
                 guard check.hash == block.hash else {
                     throw LayerError(.corrupt, "block \(n)'s header does not re-encode to its own hash", store: store.path)
                 }
-                try FileSystem.writeAll(output, line, path: outputName)
+                try FileSystem.writeAll(output, block.line, path: outputName)
                 let hasher = SHA256.Hasher()
                 var bytes: UInt64 = 0
                 while true {

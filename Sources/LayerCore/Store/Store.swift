@@ -23,6 +23,9 @@ public final class Store: @unchecked Sendable {
         /// consulted. This is how a replica reads a received block snapshot, which may hold
         /// events appended while that block was being sealed (FORMAT.md §8.4).
         public var sealedOnly = false
+        /// Read-write opens: sign every block sealed with this key, whatever the store's own
+        /// setting (`metadata/signing_key`) says.
+        public var signingKey: Ed25519.PrivateKey?
 
         public init(sealPolicy: SealPolicy = SealPolicy(), logger: Logger = Logger(label: "layerfs.store"), progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) {
             self.sealPolicy = sealPolicy
@@ -51,6 +54,10 @@ public final class Store: @unchecked Sendable {
     private let sealLock = Mutex<Void>(())
     private let sealQueue = DispatchQueue(label: "layerfs.sealer")
     private let timer: DispatchSourceTimer?
+    /// The event hashes of the block last asked for an inclusion proof.
+    private let leafCache = Mutex<(block: UInt64, leaves: [Digest])?>(nil)
+    /// Signs every block this writer seals (FORMAT.md §8.7); nil: blocks are not signed.
+    private let signer: Ed25519.PrivateKey?
 
     struct State: ~Copyable {
         var index: StateIndex
@@ -75,6 +82,8 @@ public final class Store: @unchecked Sendable {
     static func blockHeadPath(_ store: String) -> String { store + "/metadata/current_block" }
     static func lockPath(_ store: String) -> String { store + "/metadata/writer.lock" }
     static func recoveredPath(_ store: String) -> String { store + "/metadata/recovered" }
+    /// The store's signing setting: the absolute path of the private key that signs its blocks.
+    public static func signingKeySettingPath(_ store: String) -> String { store + "/metadata/signing_key" }
     public static func snapshotsPath(_ store: String) -> String { store + "/.snapshots" }
 
     // MARK: Creating
@@ -244,6 +253,11 @@ public final class Store: @unchecked Sendable {
                 }
             }
             if let previous = lock?.previousHolder { notes.append("the previous writer did not close cleanly (\(previous))") }
+            if mode == .readWrite {
+                if let key = options.signingKey { signer = key } else { signer = try Store.configuredSigningKey(path) }
+            } else {
+                signer = nil
+            }
 
             self.storeID = storeID
             self.openNotes = notes
@@ -874,7 +888,11 @@ public final class Store: @unchecked Sendable {
             var header = BlockHeader(
                 number: (pending.previous?.number ?? 0) + 1, first: pending.first, last: last,
                 merkleRoot: MerkleTree.root(pending.hashes), previousHash: pending.previous?.hash ?? .zero, time: time)
-            let line = BlockHeader.seal(&header)
+            var line = BlockHeader.seal(&header)
+            if let signer {
+                do throws(LayerError) { try header.sign(with: signer, storeID: storeID) } catch { throw error.inStore(path) }
+                line = header.line
+            }
             let blocksPath = Store.blocksPath(path)
             let before = try FileSystem.size(blocksFD, path: blocksPath)
             do throws(LayerError) {
@@ -917,6 +935,104 @@ public final class Store: @unchecked Sendable {
             }
             logger.info("sealed block \(header.number): events \(header.first)...\(header.last)", metadata: ["store": "\(path)"])
             return header
+        }
+    }
+
+    // MARK: Inclusion proofs
+
+    /// The inclusion proof of event `seq` in its block (FORMAT.md §8.8). Throws `.outOfRange`
+    /// when the event is past the head, and `.notFound` when it is not sealed in a block yet.
+    public func inclusionProof(seq: UInt64) throws(LayerError) -> InclusionProof {
+        let (block, eventsRange) = try state.withLock { (s: inout State) throws(LayerError) -> (BlockHeader, (UInt64, Int)) in
+            _ = try resolve(seq, s)
+            guard let block = s.blocks.last(where: { $0.first <= seq }), seq <= block.last else {
+                throw LayerError(.notFound, "event \(seq) is not sealed in a block yet (layerfs seal)", store: path, sequence: seq)
+            }
+            let start = s.index.offset(of: block.first)
+            let (lastStart, lastLength) = lineRange(block.last, s)
+            return (block, (start, Int(lastStart - start) + lastLength))
+        }
+        let leaves = try blockLeaves(block, range: eventsRange)
+        let index = Int(seq - block.first)
+        let lines = try FileSystem.preadAll(logFD, count: eventsRange.1, offset: eventsRange.0, path: logPath)
+            .split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        return InclusionProof(
+            storeID: storeID, seq: seq, index: UInt64(index), size: block.count,
+            path: MerkleTree.auditPath(leaves[...], index: index), eventLine: Array(lines[index]), blockLine: block.line.dropLast())
+    }
+
+    /// The event hashes of a sealed block, read from its lines (one read of the whole range) and
+    /// checked against the block's Merkle root. The last block's are kept for the next proof.
+    private func blockLeaves(_ block: BlockHeader, range: (UInt64, Int)) throws(LayerError) -> [Digest] {
+        if let cached = leafCache.withLock({ $0 }), cached.block == block.number { return cached.leaves }
+        let bytes = try FileSystem.preadAll(logFD, count: range.1, offset: range.0, path: logPath)
+        var leaves: [Digest] = []
+        leaves.reserveCapacity(Int(block.count))
+        // Every line ends in `"hash":"<64 hex>"}`; the lines were verified when the store was opened.
+        for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            guard line.count > 66, let digest = Digest(hex: String(decoding: line.suffix(66).prefix(64), as: UTF8.self)) else {
+                throw LayerError(.corrupt, "block \(block.number): an event line changed on disk since the store was opened", store: path)
+            }
+            leaves.append(digest)
+        }
+        guard UInt64(leaves.count) == block.count, MerkleTree.root(leaves) == block.merkleRoot else {
+            throw LayerError(.corrupt, "block \(block.number): its events changed on disk since the store was opened (Merkle root differs)", store: path)
+        }
+        leafCache.withLock { $0 = (block.number, leaves) }
+        return leaves
+    }
+
+    /// The key id of the key that signs this writer's blocks, if any.
+    public var signingKeyID: Digest? { signer?.publicKey.id }
+
+    /// The store's signing setting (`metadata/signing_key`): the path of the private key, or nil
+    /// when blocks are not signed.
+    public static func signingKeySetting(_ store: String) throws(LayerError) -> String? {
+        let file = signingKeySettingPath(store)
+        guard FileSystem.exists(file) else { return nil }
+        var bytes = try FileSystem.readFile(file)
+        if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard text.hasPrefix("/"), !text.contains("\n") else {
+            throw LayerError(.corrupt, "metadata/signing_key must hold the absolute path of a private key, one line", store: store)
+        }
+        return text
+    }
+
+    /// Records (or, with nil, removes) the store's signing key setting. The key is read first, so
+    /// that a store is never set to sign with a key it cannot load.
+    public static func setSigningKey(_ store: String, keyPath: String?) throws(LayerError) {
+        let file = signingKeySettingPath(store)
+        guard let keyPath else {
+            if FileSystem.exists(file) {
+                guard unlink(file) == 0 else { throw LayerError.system("unlink", errno: errno, path: file, store: store) }
+                try FileSystem.syncDirectory(store + "/metadata")
+            }
+            return
+        }
+        guard keyPath.hasPrefix("/") else { throw LayerError(.invalidArgument, "the signing key's path must be absolute: \(keyPath)", store: store) }
+        _ = try loadSigningKey(keyPath, store: store)
+        try FileSystem.writeFileAtomically(file, Array((keyPath + "\n").utf8), durable: true, mode: 0o644)
+    }
+
+    /// The key named by the store's setting; nil when there is none. Throws when it is set but the
+    /// key cannot be used: a writer must not go on sealing unsigned blocks behind the operator's back.
+    static func configuredSigningKey(_ store: String) throws(LayerError) -> Ed25519.PrivateKey? {
+        guard let keyPath = try signingKeySetting(store) else { return nil }
+        return try loadSigningKey(keyPath, store: store)
+    }
+
+    static func loadSigningKey(_ keyPath: String, store: String) throws(LayerError) -> Ed25519.PrivateKey {
+        var st = Glibc.stat()
+        let fd = Glibc.open(keyPath, O_RDONLY | O_CLOEXEC)
+        defer { if fd >= 0 { Glibc.close(fd) } }
+        if fd >= 0, fstat(fd, &st) == 0, st.st_mode & 0o077 != 0 {
+            throw LayerError(
+                .permission, "the signing key \(keyPath) is readable by others (mode \(String(st.st_mode & 0o777, radix: 8))): chmod 600 it",
+                store: store, path: keyPath)
+        }
+        do throws(LayerError) { return try Ed25519.PrivateKey(contentsOf: keyPath) } catch {
+            throw LayerError(error.code, "blocks are to be signed with \(keyPath) (metadata/signing_key), but: \(error.message)", store: store, path: keyPath, errno: error.errno)
         }
     }
 

@@ -25,6 +25,9 @@ struct ReceiveCommand: ParsableCommand {
             already holds are checked and skipped, so resending is harmless. An interrupted stream \
             leaves the blocks accepted so far; send again from the next one.
 
+            With --pubkey (repeatable), every new block must be signed by one of those keys (FORMAT.md \
+            §8.7), or it is refused before any of its data is applied.
+
             --print-head prints the replica's last block as `<n> <hash>` (`0 -` when it has none), for \
             scripts such as mount-helpers/layerfs-replicate. Mount a replica with \
             `layerfs mount --replica REPLICA DIR`; verify, log, show and status accept a replica too.
@@ -45,6 +48,8 @@ struct ReceiveCommand: ParsableCommand {
 
     @Flag(help: "Print the replica's last accepted block (`<n> <hash>`, or `0 -`) and exit.")
     var printHead = false
+
+    @OptionGroup var keys: TrustedKeyOptions
 
     @OptionGroup var global: GlobalOptions
 
@@ -74,6 +79,7 @@ struct ReceiveCommand: ParsableCommand {
             defer { if input != nil { close(fd) } }
             let bar = ProgressBar.onTerminal("receiving")
             var options = Replica.ReceiveOptions(logger: context.logger)
+            options.trustedKeys = try keys.load()
             options.progress = { block, bytes in bar?.spin("block \(block): \(shortSize(bytes))") }
             let out = context.output
             options.accepted = { block, skipped in

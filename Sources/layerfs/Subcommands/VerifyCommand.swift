@@ -16,6 +16,13 @@ struct VerifyCommand: ParsableCommand {
             event. On btrfs, every block's read-only snapshot must exist under .snapshots/. A replica \
             (filled by `layerfs receive`) is verified as of its last accepted block.
 
+            With --pubkey (repeatable: old and new keys during a rotation), every block must also carry \
+            a valid Ed25519 signature by one of those keys, made for this store (FORMAT.md §8.7); the \
+            first block that is unsigned, signed by another key, or whose signature does not verify is \
+            named and verify exits 65. This catches a history rewritten with every hash recomputed, \
+            which the hashes alone cannot. Events after the last block are not covered by any \
+            signature: verify says how many.
+
             The store is opened read-only: verify works while a mount or another writer holds it.
 
             On success a summary is printed (events, blocks, head hash) ending in OK. On damage it \
@@ -26,15 +33,19 @@ struct VerifyCommand: ParsableCommand {
             EXAMPLES:
               layerfs verify /srv/layer
               layerfs verify /srv/layer && echo intact
+              layerfs verify /srv/layer --pubkey /etc/layerfs/keys/edge-1.pub
             """)
 
     @Argument(help: ArgumentHelp("The store.", valueName: "store"))
     var store: String
 
+    @OptionGroup var keys: TrustedKeyOptions
+
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
         try global.run { context in
+            let trusted = try keys.load()
             let store: Store
             do throws(CLIError) {
                 store = try StoreAccess.open(
@@ -75,6 +86,20 @@ struct VerifyCommand: ParsableCommand {
                 }
             } else {
                 out.line("snapshots  none: not btrfs, blocks are logical only")
+            }
+            if !trusted.isEmpty {
+                for block in status.blocks {
+                    let check = block.signatureCheck(trusting: trusted, storeID: store.storeID)
+                    guard case .valid = check else {
+                        throw CLIError(
+                            "verify failed: store \(Describe.text(store.path)), block \(block.number) (events \(block.first)...\(block.last)): \(check)",
+                            status: .dataError)
+                    }
+                }
+                let ids = Set(status.blocks.compactMap { $0.signature?.keyID.hex })
+                out.line(
+                    "signatures \(status.blocks.count) of \(status.blocks.count) blocks signed by trusted keys (\(ids.sorted().map { String($0.prefix(16)) + "…" }.joined(separator: ", ")))"
+                        + (status.unsealedCount > 0 ? "; \(Describe.plural(status.unsealedCount, "unsealed event")) not yet covered" : ""))
             }
             if !store.openNotes.isEmpty {
                 out.line("warnings   \(store.openNotes.count) (see above)")
