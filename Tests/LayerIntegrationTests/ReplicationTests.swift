@@ -400,6 +400,52 @@ struct ReplicationTests {
         }
     }
 
+    /// Signed blocks travel in the stream; `receive --pubkey` refuses an unsigned or foreign-signed
+    /// block before applying it; the replica verifies with --pubkey and serves the same proofs
+    /// (`prove`, and user.layerfs.proof in its mount) as the primary.
+    @Test func signedBlocksReplicateAndTheReplicaProvesThem() throws {
+        try withTwoFilesystems { a, b in
+            let store = a + "/layer", tree = a + "/tree", replica = b + "/replica"
+            try layerfs("init", store)
+            try layerfs("keygen", a + "/key", "--store", store)
+            try makeTree(tree)
+            for round in 1...2 { try nextVersion(store, tree, round: round) }
+            let sent = try shell("$LAYERFS send \(q(store)) | $LAYERFS receive \(q(replica)) --pubkey \(q(a + "/key.pub"))")
+            #expect(sent.status == 0, "\(sent.stderr)")
+            #expect(try layerfs("verify", replica, "--pubkey", a + "/key.pub").stdout.contains("signatures 2 of 2"))
+
+            // An unsigned block 3 is refused by a receiver that requires signatures; untouched.
+            try layerfs("signing-key", store, "--none")
+            try nextVersion(store, tree, round: 3)
+            let before = try replicaState(replica)
+            let unsigned = try shell("$LAYERFS send \(q(store)) --from 3 | $LAYERFS receive \(q(replica)) --pubkey \(q(a + "/key.pub"))")
+            #expect(unsigned.status == 65 && unsigned.stderr.contains("block 3 is not signed"), "\(unsigned.stderr)")
+            #expect(try replicaState(replica) == before)
+            // Signed blocks, by a key the receiver does not trust: refused too (a new replica).
+            try layerfs("keygen", a + "/otherkey")
+            let otherKeyed = try shell("$LAYERFS send \(q(store)) --to 2 | $LAYERFS receive \(q(b + "/replica2")) --pubkey \(q(a + "/otherkey.pub"))")
+            #expect(otherKeyed.status == 65 && otherKeyed.stderr.contains("block 1 is signed by key") && otherKeyed.stderr.contains("not a trusted key"), "\(otherKeyed.stderr)")
+            #expect(try Replica.head(b + "/replica2")?.block == nil)
+
+            // The same proof of a file's version from the primary, from the replica, and from the
+            // replica's mount.
+            let primary = try Store.open(store, mode: .readOnly)
+            let seq = try #require((1...primary.blocks[0].last).first { (try? primary.event($0).operation) == .write })
+            let fromPrimary = try layerfs("prove", store, "--seq", String(seq)).stdoutBytes
+            let fromReplica = try layerfs("prove", replica, "--seq", String(seq)).stdoutBytes
+            #expect(fromPrimary == fromReplica)
+            let path = try #require(try primary.event(seq).path)
+            try withMount(["--replica", replica, "-o", "noindex"], at: b + "/mnt") {
+                let attribute = try shell("getfattr --only-values -n user.layerfs.proof \(q(b + "/mnt/@block/1" + path))")
+                #expect(attribute.status == 0, "\(attribute.stderr)")
+                #expect(attribute.stdoutBytes == fromPrimary)
+                let checked = try shell(
+                    "getfattr --only-values -n user.layerfs.proof \(q(b + "/mnt/@block/1" + path)) | $LAYERFS verify-proof - --pubkey \(q(a + "/key.pub")) --store \(q(replica))")
+                #expect(checked.status == 0 && checked.stdout.contains("signature  valid"), "\(checked.stdout)\(checked.stderr)")
+            }
+        }
+    }
+
     @Test func anInterruptedStreamIsResumed() throws {
         try withTwoFilesystems { a, b in
             let store = a + "/layer", tree = a + "/tree", replica = b + "/replica"
