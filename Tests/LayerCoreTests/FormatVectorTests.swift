@@ -85,6 +85,40 @@ import Testing
         #expect(try Self.block("example-block-head") == header.hash.hex + " 00000000000000000001")
     }
 
+    /// §11.5: the published test key signs block 1 to exactly the documented line (Ed25519 is
+    /// deterministic), and the signature verifies for that store only.
+    @Test func signedBlockExample() throws {
+        let key = try Ed25519.PrivateKey(pem: Array((try Self.block("test-private-key") + "\n").utf8), file: "FORMAT.md")
+        let publicKey = try Ed25519.PublicKey(pem: Array((try Self.block("test-public-key") + "\n").utf8), file: "FORMAT.md")
+        #expect(key.publicKey.raw == publicKey.raw)
+        #expect(publicKey.id.hex == (try Self.block("test-key-id")))
+        #expect(Self.document.contains("`\(publicKey.raw.map { String(format: "%02x", $0) }.joined().prefix(8))…"))
+        var header = try BlockHeader.decode(line: Array(try Self.block("example-blocks").utf8)).get()
+        let storeID = "3f1c2a9e-8b7d-4c21-9e5a-0d6b7c8e9f10"
+        try header.sign(with: key, storeID: storeID)
+        let documented = try Self.block("example-signed-block")
+        #expect(String(decoding: header.line.dropLast(), as: UTF8.self) == documented)
+        let decoded = try BlockHeader.decode(line: Array(documented.utf8)).get()
+        #expect(decoded == header)
+        #expect(decoded.signatureCheck(trusting: [publicKey], storeID: storeID) == .valid(publicKey.id))
+        #expect(decoded.signatureCheck(trusting: [publicKey], storeID: "another") == .invalid(publicKey.id))
+        #expect(String(decoding: decoded.signedMessage(storeID: storeID), as: UTF8.self)
+            == "layerfs-block-signature/1\n\(storeID)\n" + (try Self.block("example-blocks")))
+    }
+
+    /// §11.6: the proof of event 2 is canonical, verifies with the test key, and its path is the
+    /// one §11.6 describes.
+    @Test func proofExample() throws {
+        let proof = try InclusionProof.decode(Array(try Self.block("example-proof").utf8)).get()
+        let publicKey = try Ed25519.PublicKey(pem: Array((try Self.block("test-public-key") + "\n").utf8), file: "FORMAT.md")
+        let verified = try proof.verify(trustedKeys: [publicKey]).get()
+        #expect(verified.event.seq == 2 && verified.block.number == 1 && verified.signedBy == publicKey.id)
+        let hashes = try Self.exampleEvents.map { try EventCodec.decode(line: Array($0.utf8)).get().hash }
+        #expect(proof.path == MerkleTree.auditPath(hashes[...], index: 2))
+        #expect(proof.path == [MerkleTree.root([hashes[3]]), MerkleTree.root(Array(hashes[0..<2])), MerkleTree.root(Array(hashes[4..<8])), MerkleTree.root(Array(hashes[8..<12]))])
+        #expect(proof.encoded == Array((try Self.block("example-proof") + "\n").utf8))
+    }
+
     /// §12.1: the stream header example parses, names §11.1's store and block 1, and is canonical.
     @Test func streamHeaderExample() throws {
         let line = Array(try Self.block("stream-header").utf8)
