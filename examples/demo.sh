@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The layerfs demo: create a store, start tracking a config tree, mount it, change elements through
 # the mount with ordinary tools, look at history and past states as directories (@time, @history,
-# @block), ask a question (@similar), unmount (which seals a block), verify the chain, and watch
-# verify catch a tampered copy.
+# @block), ask a question (@similar), unmount (which seals a block), verify the chain and the
+# blocks' signatures, check an inclusion proof, and watch verify catch a tampered copy.
 #
 # Run it through scripts/demo.sh (which builds layerfs), or with LAYERFS=/path/to/layerfs.
 # As root with btrfs-progs installed, the store lives on a small loop-mounted btrfs so that sealing
@@ -44,8 +44,10 @@ store="$base/store"
 tree="$work/etc"
 cp -r "$here/etc" "$tree"
 
-step "1. Create a store"
+step "1. Create a store, with a key that signs every block it seals (kept outside the store)"
 run "$layerfs" init "$store"
+mkdir -m 0700 "$work/keys"
+run "$layerfs" keygen "$work/keys/demo" --store "$store"
 
 step "2. Start tracking an existing config tree, and seal it as block 1"
 run "$layerfs" import --seal "$store" "$tree"
@@ -127,8 +129,11 @@ else
 fi
 run "$layerfs" status "$store"
 
-step "7. Verify the chain"
-run "$layerfs" verify "$store"
+step "7. Verify the chain, and every block's signature with the public key"
+run "$layerfs" verify "$store" --pubkey "$work/keys/demo.pub"
+echo "--- a Merkle inclusion proof of event 5 in its block, checked offline (no store needed)"
+run "$layerfs" prove "$store" --seq 5 --output "$work/event-5.proof"
+run "$layerfs" verify-proof "$work/event-5.proof" --pubkey "$work/keys/demo.pub"
 
 step "8. Tamper with a copy: change one byte of one event, then verify again"
 cp -a "$store/." "$work/tampered"

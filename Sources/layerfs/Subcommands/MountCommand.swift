@@ -35,7 +35,8 @@ struct MountCommand: ParsableCommand {
             The @ names are not listed by `ls` of the root (so rsync, find and du stay in the present) \
             unless mounted with `-o show_at`; they always resolve by name. Files in every view carry \
             their provenance as extended attributes: `getfattr -d FILE` shows user.layerfs.seq, .hash, \
-            .time, .uid, .gid, .pid, .process and .block (once sealed).
+            .time, .uid, .gid, .pid, .process and, once sealed, .block and .proof (the Merkle inclusion \
+            proof of the version's event, as `layerfs prove` prints it).
 
             Changes: a file's writes are committed as ONE event when it is closed or fsynced \
             (open with O_TRUNC + write + close is one event; a new file appears in the log at its \
