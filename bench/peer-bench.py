@@ -315,6 +315,9 @@ class Bench:
         ref = os.path.join(self.bt, "reference")
         if not have_snaps:
             os.mkdir(ref)
+        touched = set().union(*(set(c) for k, c in self.changed.items() if k > 1))
+        self.unchanged_file = next(f for f in self.files if f not in touched)
+        same_inode = {}
         for peer in self.peers:
             peer.mount()
             try:
@@ -334,11 +337,17 @@ class Bench:
                     new = f.read()
                 if old == new:
                     raise BenchError(f"{peer.name}: {self.old_file} is the same in the first and last version")
+                # What lets diff -r skip a file: the same (st_dev, st_ino) in both versions.
+                a, b = (os.stat(os.path.join(peer.version_dir(k), self.unchanged_file)) for k in (1, self.versions))
+                same_inode[peer.name] = (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
             finally:
                 peer.unmount()
         self.notes.append("check: " + ("every tool's first and last version equal the btrfs snapshots (diff -r)"
                                        if have_snaps else "btrfs not measured, so nothing to compare with")
                           + f"; the old file ({self.old_file}) differs between them")
+        self.notes.append(f"a file unchanged from the first to the last version ({self.unchanged_file}) has the same "
+                          "device and inode number in both (so diff -r need not read it): "
+                          + ", ".join(f"{n} {'yes' if v else 'no'}" for n, v in same_inode.items()))
 
     def measure(self):
         last = self.versions
