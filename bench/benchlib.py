@@ -172,16 +172,21 @@ class Teardown:
         return ok
 
     def release(self, mnt, proc):
-        """Unmounts one FUSE mount now (not at the end) and forgets it. True when it is gone."""
-        old = {s: signal.signal(s, signal.SIG_IGN) for s in HANDLED_SIGNALS}
+        """Unmounts one FUSE mount now (not at the end) and forgets it. True when it is gone.
+        A signal that arrives meanwhile does not cut the unmount short: it is held, and raised as
+        Interrupted once the mount is down."""
+        pending = []
+        old = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in HANDLED_SIGNALS}
         try:
             ok = self.fuse_down(mnt, proc)
             if ok:
                 self.fuse = [(m, p) for (m, p) in self.fuse if not (m == mnt and p is proc)]
-            return ok
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+        if pending:
+            raise Interrupted(pending[0])
+        return ok
 
     def __call__(self):
         if self.done:

@@ -110,6 +110,7 @@ class Peer:
         proc = subprocess.Popen(self.mount_cmd(), stdout=logf, stderr=logf, stdin=subprocess.DEVNULL,
                                 env=self.env(), start_new_session=True)
         self.b.teardown.fuse.append((self.mnt, proc))
+        record_daemon(self.b.work, proc.pid)
         self.proc = proc
         deadline = time.monotonic() + 120
         while True:
@@ -125,7 +126,6 @@ class Peer:
                 raise BenchError(f"{self.name} did not mount within 120 s")
             time.sleep(0.001)
         logf.close()
-        record_daemon(self.b.work, proc.pid)
         return dt
 
     def unmount(self):
