@@ -20,12 +20,10 @@ import calendar
 import datetime
 import errno
 import json
-import math
 import os
 import platform
 import random
 import re
-import shlex
 import shutil
 import signal
 import statistics

@@ -29,7 +29,7 @@ import sys
 import time
 
 from benchlib import (BenchError, Interrupted, Teardown, clean_stale, config_text, drop_caches, fmt_time,
-                      install_signal_handlers, is_mounted, loadavg_text, log, make_work_dir, record_daemon,
+                      install_signal_handlers, loadavg_text, log, make_work_dir, record_daemon,
                       run, setup_loop_btrfs, timed_cmd)
 
 PREFIX = "layerfs-peer-bench-"
