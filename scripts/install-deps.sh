@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages layerfs needs to build, test and run, when they are missing.
 # Used by scripts/demo.sh, scripts/test.sh and .ci/run. Safe to run again: it installs nothing
-# that is already there.
+# that is already there. With --bench it also installs the peers bench/peer-bench.py compares
+# layerfs with (not needed to build or test).
 set -euo pipefail
 
 packages=(
@@ -21,6 +22,13 @@ packages=(
   openssh-client  # layerfs-replicate streams over ssh
   openssh-server  # the replication test runs its own sshd on 127.0.0.1 (see below)
 )
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(
+    restic          # bench/peer-bench.py: restic backup / restic mount (mounts with fusermount3)
+    borgbackup      # bench/peer-bench.py: borg create / borg mount
+    python3-pyfuse3 # what borg mount (borg 1.2) uses for FUSE 3; Debian only recommends it
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -3,6 +3,8 @@
 #   - Swift tests (swift test): unit tests of LayerCore and integration tests that run the CLI and,
 #     as root, mount loop btrfs filesystems (each test unmounts and detaches what it made).
 #   - the independent format verifier's tests (tools/, Python standard library only).
+#   - bench/test_benchlib.py: the benchmark scripts load, reject bad arguments, generate deterministic
+#     trees (the benchmarks themselves are not run: see bench/README.md).
 #   - the similarity index: the MiniLM embedder's reference similarities need the model, which
 #     scripts/install-model.sh installs (once) into /var/lib/layerfs/models/all-MiniLM-L6-v2.
 set -euo pipefail
@@ -16,6 +18,9 @@ swift build --build-tests 2>&1 | tail -n 3
 
 echo "== tools/: independent verifier written from docs/FORMAT.md" >&2
 python3 -m unittest discover -s tools -p 'test_*.py'
+
+echo "== bench/: the benchmarks' plumbing and generated trees (no root, no mounts; ~1-4 s)" >&2
+python3 -m unittest discover -s bench -p 'test_*.py'
 
 echo "== swift test" >&2
 set +e
