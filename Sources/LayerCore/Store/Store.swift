@@ -943,22 +943,21 @@ public final class Store: @unchecked Sendable {
     /// The inclusion proof of event `seq` in its block (FORMAT.md §8.8). Throws `.outOfRange`
     /// when the event is past the head, and `.notFound` when it is not sealed in a block yet.
     public func inclusionProof(seq: UInt64) throws(LayerError) -> InclusionProof {
-        let (block, eventsRange) = try state.withLock { (s: inout State) throws(LayerError) -> (BlockHeader, (UInt64, Int)) in
+        let (block, eventsRange, eventRange) = try state.withLock { (s: inout State) throws(LayerError) -> (BlockHeader, (UInt64, Int), (UInt64, Int)) in
             _ = try resolve(seq, s)
             guard let block = s.blocks.last(where: { $0.first <= seq }), seq <= block.last else {
                 throw LayerError(.notFound, "event \(seq) is not sealed in a block yet (layerfs seal)", store: path, sequence: seq)
             }
             let start = s.index.offset(of: block.first)
             let (lastStart, lastLength) = lineRange(block.last, s)
-            return (block, (start, Int(lastStart - start) + lastLength))
+            return (block, (start, Int(lastStart - start) + lastLength), lineRange(seq, s))
         }
         let leaves = try blockLeaves(block, range: eventsRange)
         let index = Int(seq - block.first)
-        let lines = try FileSystem.preadAll(logFD, count: eventsRange.1, offset: eventsRange.0, path: logPath)
-            .split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        let eventLine = try FileSystem.preadAll(logFD, count: eventRange.1, offset: eventRange.0, path: logPath)
         return InclusionProof(
             storeID: storeID, seq: seq, index: UInt64(index), size: block.count,
-            path: MerkleTree.auditPath(leaves[...], index: index), eventLine: Array(lines[index]), blockLine: block.line.dropLast())
+            path: MerkleTree.auditPath(leaves[...], index: index), eventLine: eventLine, blockLine: block.line.dropLast())
     }
 
     /// The event hashes of a sealed block, read from its lines (one read of the whole range) and
