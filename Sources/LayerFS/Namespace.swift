@@ -159,10 +159,13 @@ public final class Namespace: Sendable {
         }
     }
 
-    /// `parent/name` as a store path; a name the store cannot hold is ENOENT.
+    /// `parent/name` as a store path; a name over 255 bytes is ENAMETOOLONG, another name the store
+    /// cannot hold is ENOENT.
     static func childPath(_ parent: String, _ name: String) throws -> String {
         do {
             try StorePath.checkName(name, path: parent)
+        } catch where error.code == .nameTooLong {
+            throw error  // POSIX: a component over NAME_MAX is ENAMETOOLONG, for lookups too
         } catch {
             throw LayerError(.notFound, "no such name", path: parent)
         }
