@@ -496,18 +496,26 @@ extension LayerFilesystem {
                     }
                 }
                 var set = set
-                if set & UInt32(FUSE_SET_ATTR_MODE) != 0, let file, file.setPendingMode(attr.st_mode) {
-                    set &= ~UInt32(FUSE_SET_ATTR_MODE)  // mkstemp + fchmod: folded into the first commit
-                }
-                if set & UInt32(FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID) != 0, let file,
-                    file.pendingOwnerMatches(
-                        owner: set & UInt32(FUSE_SET_ATTR_UID) != 0 ? attr.st_uid : nil,
-                        group: set & UInt32(FUSE_SET_ATTR_GID) != 0 ? attr.st_gid : nil)
-                {
-                    set &= ~UInt32(FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)  // sed -i's fchown to the creator
-                }
-                if set & UInt32(FUSE_SET_ATTR_MTIME_NOW) != 0, let file, file.touchPending() {
-                    set &= ~UInt32(FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_MTIME)
+                if let file {
+                    // Folded into a pending file's first commit only under its commit lock: a
+                    // release in flight (the kernel sends it after close returns) may be committing
+                    // it, its snapshot taken and its pending flag not yet cleared, and a mode set
+                    // then would be lost (`touch f; chmod 600 f` left f 0644).
+                    file.commitLock.withLock { (_: inout ()) in
+                        if set & UInt32(FUSE_SET_ATTR_MODE) != 0, file.setPendingMode(attr.st_mode) {
+                            set &= ~UInt32(FUSE_SET_ATTR_MODE)  // mkstemp + fchmod: folded into the first commit
+                        }
+                        if set & UInt32(FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID) != 0,
+                            file.pendingOwnerMatches(
+                                owner: set & UInt32(FUSE_SET_ATTR_UID) != 0 ? attr.st_uid : nil,
+                                group: set & UInt32(FUSE_SET_ATTR_GID) != 0 ? attr.st_gid : nil)
+                        {
+                            set &= ~UInt32(FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)  // sed -i's fchown to the creator
+                        }
+                        if set & UInt32(FUSE_SET_ATTR_MTIME_NOW) != 0, file.touchPending() {
+                            set &= ~UInt32(FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_MTIME)
+                        }
+                    }
                 }
                 let mask = UInt32(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)
                 if set & mask != 0, let path = snapshot.path {
