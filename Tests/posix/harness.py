@@ -59,12 +59,10 @@ def mount_options(path):
     return best_options
 
 
-class _Interrupted(BaseException):
-    pass
-
-
 def _raise_on_signal(signum, frame):
-    raise _Interrupted(f"signal {signum}")
+    # KeyboardInterrupt for SIGTERM too: Hypothesis passes it through at once (no replay), and the
+    # `with` block's exit tears the mount down.
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 class Workspace:

@@ -19,7 +19,7 @@ time of the event it produced (from the log) and a clock reading taken after it,
 Each example runs in a fresh directory of one mount that the script makes and tears down itself.
 
 Environment (or the matching flags):
-  LAYERFS_MODEL_EXAMPLES   examples (default 20)        --examples
+  LAYERFS_MODEL_EXAMPLES   examples (default 100)       --examples
   LAYERFS_MODEL_STEPS      steps per example (default 40) --steps
   LAYERFS_MODEL_SEED       a seed, to replay a run       --seed
   LAYERFS_BINARY           the layerfs binary (default .build/debug/layerfs)
@@ -45,8 +45,11 @@ def ensure_hypothesis():
     try:
         import hypothesis  # noqa: F401
     except ImportError:
-        print("model: installing hypothesis from PyPI", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "hypothesis"], check=True)
+        print("model: hypothesis is missing: installing it from PyPI with pip", file=sys.stderr)
+        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "hypothesis"])
+        if r.returncode != 0:
+            sys.exit("model: could not install hypothesis: install python3-hypothesis (Debian; "
+                     "scripts/install-deps.sh does) or run pip install hypothesis")
 
 
 ensure_hypothesis()
@@ -202,6 +205,9 @@ class PresentModel(RuleBasedStateMachine):
     def both(self, what, fn, *args):
         try:
             self._both(what, fn, *args)
+        except KeyboardInterrupt:
+            ok = False
+            print("model: interrupted")
         except AssertionError as e:
             FIRST_FAILURES.append(f"{self.name}: {e}")
             raise
@@ -307,14 +313,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--binary", default=harness.default_binary())
     ap.add_argument("--native-dir", help="parent directory for the native side (default: the temp directory)")
-    ap.add_argument("--examples", type=int, default=int(os.environ.get("LAYERFS_MODEL_EXAMPLES", "20")))
+    ap.add_argument("--examples", type=int, default=int(os.environ.get("LAYERFS_MODEL_EXAMPLES", "100")))
     ap.add_argument("--steps", type=int, default=int(os.environ.get("LAYERFS_MODEL_STEPS", "40")))
     ap.add_argument("--seed", type=int, default=int(os.environ["LAYERFS_MODEL_SEED"]) if os.environ.get("LAYERFS_MODEL_SEED") else None)
     args = ap.parse_args()
     reason = harness.unavailable_reason(args.binary)
     if reason:
         print(f"model: cannot run: {reason}", file=sys.stderr)
-        return 2
+        return 77   # cannot run here: skipped (the automake convention)
     os.umask(0o022)
     global WS
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
@@ -328,6 +334,9 @@ def main():
         ok = True
         try:
             run_state_machine_as_test(hseed(seed)(PresentModel), settings=config)
+        except KeyboardInterrupt:
+            ok = False
+            print("model: interrupted")
         except AssertionError as e:
             ok = False
             print(f"model: FAILED\n{e}")
