@@ -3,14 +3,17 @@
 
 A Hypothesis RuleBasedStateMachine draws random sequences of filesystem operations (create and
 write, O_EXCL create, write at an offset (holes), append, truncate, rename, unlink, mkdir, rmdir,
-symlink, chmod) over a small pool of paths, so that most of them collide: error cases (EEXIST,
-ENOENT, ENOTDIR, EISDIR, ENOTEMPTY, EINVAL, ELOOP...) come often. Every operation is applied to a
+symlink, chmod, read) over a small pool of paths, so that most of them collide: error cases
+(EEXIST, ENOENT, ENOTDIR, EISDIR, ENOTEMPTY, EINVAL, ELOOP...) come often; and up to three
+descriptors held open across steps (write, pwrite, pread, ftruncate, fstat, fsync, close), so that
+files are renamed, replaced, truncated and unlinked while open. Every operation is applied to a
 native directory (the model) and to the present of a layerfs mount. After every step:
 
 - the outcome must be the same on both ('ok' or the same errno), and so must a read's result;
 - the trees must be equal: names, types, file contents, permission bits, symlink targets;
 - the store's log must have grown by exactly one event if the step changed the tree, none if not
-  (docs/OPERATIONS.md: one event per committed change).
+  (docs/OPERATIONS.md: one event per committed change), while no descriptor is open; once the last
+  one is closed, history (@time at the current time) must catch up with the present within 5 s.
 
 When an example ends, every recorded moment is checked against history: for each step, both the
 time of the event it produced (from the log) and a clock reading taken after it,
@@ -55,7 +58,7 @@ def ensure_hypothesis():
 ensure_hypothesis()
 
 from hypothesis import HealthCheck, settings, strategies as st  # noqa: E402
-from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test  # noqa: E402
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test  # noqa: E402
 
 # A small pool of paths: names that collide, nesting two levels deep, and room for symlinks that
 # make one name a way into another directory (e -> d, then e/a is d/a).
@@ -181,6 +184,8 @@ class PresentModel(RuleBasedStateMachine):
         self.expect_events(tree_changed=True, what="mkdir of the example directory")
         self.moments = []    # (what, RFC 3339 time, expected tree)
         self.steps = 0
+        self.fds = []        # open descriptors: (native fd, mount fd, what opened it)
+        self.fds_used = False  # descriptors were open since the last moment recorded
         self.record("start")
 
     # -- bookkeeping --------------------------------------------------------------------------
@@ -205,9 +210,6 @@ class PresentModel(RuleBasedStateMachine):
     def both(self, what, fn, *args):
         try:
             self._both(what, fn, *args)
-        except KeyboardInterrupt:
-            ok = False
-            print("model: interrupted")
         except AssertionError as e:
             FIRST_FAILURES.append(f"{self.name}: {e}")
             raise
@@ -219,9 +221,59 @@ class PresentModel(RuleBasedStateMachine):
         assert native == mounted, f"{what}: native {native!r}, layerfs {mounted!r}"
         after_native, after_mounted = tree(self.native), tree(self.mounted)
         assert after_native == after_mounted, f"after {what}:\n{diff(after_native, after_mounted)}"
-        event = self.expect_events(after_native != before, what)
         self.steps += 1
-        self.record(f"step {self.steps}: {what} -> {native[0]}", event)
+        self.after_step(f"step {self.steps}: {what} -> {native[0]}", after_native != before)
+
+    def after_step(self, what, tree_changed):
+        """Checks the log and records a moment; while descriptors are open, neither (their writes
+        are committed at close, one event per writer that changed the file)."""
+        if self.fds:
+            self.fds_used = True
+            return
+        if self.fds_used:
+            self.settle(what)
+            self.fds_used = False
+            return
+        event = self.expect_events(tree_changed, what)
+        self.record(what, event)
+
+    def settle(self, what):
+        """After the last descriptor is closed: wait until history shows the model's tree (commits
+        of new files come at the release the kernel sends after close returns), then record."""
+        expected = tree(self.native)
+        deadline = time.monotonic() + 5
+        while True:
+            self.log.poll()
+            now = rfc3339(time.time_ns())
+            try:
+                actual = tree(os.path.join(WS.mnt, "@time", now, self.name))
+            except OSError as e:
+                actual = {"error": errno.errorcode.get(e.errno, e.errno)}
+            if actual == expected:
+                break
+            assert time.monotonic() < deadline, (
+                f"{what}: 5 s after the last descriptor was closed, @time/{now} still differs from the present:\n"
+                + diff(expected, actual))
+            time.sleep(0.005)
+        self.log.poll()
+        self.moments.append((what + " (history caught up with the descriptors' writes)", now, expected))
+        self.record(what)
+
+    def both_fd(self, what, index, fn, *args):
+        """Runs fn(fd, *args) on both sides' descriptor number `index` (modulo how many are open)."""
+        n, m, opened = self.fds[index % len(self.fds)]
+        what = f"{what} on the descriptor of {opened}"
+        try:
+            native = outcome(fn, n, *args)
+            mounted = outcome(fn, m, *args)
+            assert native == mounted, f"{what}: native {native!r}, layerfs {mounted!r}"
+            after_native, after_mounted = tree(self.native), tree(self.mounted)
+            assert after_native == after_mounted, f"after {what}:\n{diff(after_native, after_mounted)}"
+        except AssertionError as e:
+            FIRST_FAILURES.append(f"{self.name}: {e}")
+            raise
+        self.steps += 1
+        self.after_step(f"step {self.steps}: {what} -> {native[0]}", True)
 
     # -- rules --------------------------------------------------------------------------------
 
@@ -273,10 +325,91 @@ class PresentModel(RuleBasedStateMachine):
     def read(self, path):
         self.both(f"read {path}", op_read, path)
 
+    # -- descriptors held open across steps ----------------------------------------------------
+
+    @precondition(lambda self: len(self.fds) < 3)
+    @rule(path=paths, how=st.sampled_from(["r", "w", "rw", "a", "w+creat", "rw+trunc"]))
+    def open_fd(self, path, how):
+        flags = {"r": os.O_RDONLY, "w": os.O_WRONLY, "rw": os.O_RDWR, "a": os.O_WRONLY | os.O_APPEND,
+                 "w+creat": os.O_WRONLY | os.O_CREAT, "rw+trunc": os.O_RDWR | os.O_TRUNC}[how]
+        what = f"open({path}, {how})"
+        try:
+            before = tree(self.native)
+            native = outcome(os.open, os.path.join(self.native, path), flags, 0o644)
+            mounted = outcome(os.open, os.path.join(self.mounted, path), flags, 0o644)
+            if native[0] == "ok" and mounted[0] == "ok":
+                self.fds.append((native[1], mounted[1], what))
+            else:
+                for result in (native, mounted):
+                    if result[0] == "ok":
+                        os.close(result[1])
+            assert native[0] == mounted[0], f"{what}: native {native[0]!r}, layerfs {mounted[0]!r}"
+            after_native, after_mounted = tree(self.native), tree(self.mounted)
+            assert after_native == after_mounted, f"after {what}:\n{diff(after_native, after_mounted)}"
+        except AssertionError as e:
+            FIRST_FAILURES.append(f"{self.name}: {e}")
+            raise
+        self.steps += 1
+        self.after_step(f"step {self.steps}: {what} -> {native[0]}", after_native != before)
+
+    @precondition(lambda self: self.fds)
+    @rule(index=st.integers(0, 2), offset=st.integers(0, 120), content=nonempty)
+    def fd_pwrite(self, index, offset, content):
+        self.both_fd(f"pwrite {len(content)} bytes at {offset}", index, os.pwrite, content, offset)
+
+    @precondition(lambda self: self.fds)
+    @rule(index=st.integers(0, 2), content=nonempty)
+    def fd_write(self, index, content):
+        self.both_fd(f"write {len(content)} bytes", index, os.write, content)
+
+    @precondition(lambda self: self.fds)
+    @rule(index=st.integers(0, 2), offset=st.integers(0, 120))
+    def fd_pread(self, index, offset):
+        self.both_fd(f"pread at {offset}", index, os.pread, 200, offset)
+
+    @precondition(lambda self: self.fds)
+    @rule(index=st.integers(0, 2), size=st.integers(0, 100))
+    def fd_truncate(self, index, size):
+        self.both_fd(f"ftruncate to {size}", index, os.ftruncate, size)
+
+    @precondition(lambda self: self.fds)
+    @rule(index=st.integers(0, 2))
+    def fd_fstat(self, index):
+        self.both_fd("fstat (size, links, mode)", index,
+                     lambda fd: (lambda s: (s.st_size, s.st_nlink, oct(s.st_mode)))(os.fstat(fd)))
+
+    @precondition(lambda self: self.fds)
+    @rule(index=st.integers(0, 2))
+    def fd_fsync(self, index):
+        self.both_fd("fsync", index, os.fsync)
+
+    @precondition(lambda self: self.fds)
+    @rule(index=st.integers(0, 2))
+    def fd_close(self, index):
+        n, m, opened = self.fds.pop(index % len(self.fds))
+        native, mounted = outcome(os.close, n), outcome(os.close, m)
+        what = f"close the descriptor of {opened}"
+        try:
+            assert native == mounted, f"{what}: native {native!r}, layerfs {mounted!r}"
+            after_native, after_mounted = tree(self.native), tree(self.mounted)
+            assert after_native == after_mounted, f"after {what}:\n{diff(after_native, after_mounted)}"
+        except AssertionError as e:
+            FIRST_FAILURES.append(f"{self.name}: {e}")
+            raise
+        self.steps += 1
+        self.after_step(f"step {self.steps}: {what}", True)
+
     # -- at the end: history ------------------------------------------------------------------
 
     def teardown(self):
         try:
+            while self.fds:
+                n, m, _ = self.fds.pop()
+                os.close(n)
+                os.close(m)
+                self.fds_used = True
+            if self.fds_used:
+                self.after_step("the end: every descriptor closed", True)
             problems = []
             for what, when, expected in self.moments:
                 view = os.path.join(WS.mnt, "@time", when, self.name)
