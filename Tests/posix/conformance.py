@@ -287,6 +287,49 @@ def _(c):
     c.check("the rest unchanged", True, back[:3 << 20] == data[:3 << 20] and back[(3 << 20) + 3:] == data[(3 << 20) + 3:])
 
 
+@case("io.descriptor_modes")
+def _(c):
+    write_file(c.p("f"), b"data")
+    r = os.open(c.p("f"), os.O_RDONLY)
+    w = os.open(c.p("f"), os.O_WRONLY)
+    c.check("write to a read-only descriptor", "EBADF", outcome(os.write, r, b"x"))
+    c.check("read from a write-only descriptor", "EBADF", outcome(os.read, w, 1))
+    c.check("fsync of a writer", "ok", outcome(os.fsync, w))
+    c.check("fdatasync of a reader", "ok", outcome(os.fdatasync, r))
+    os.close(r)
+    os.close(w)
+    c.check("the file is unchanged", b"data", read_file(c.p("f")))
+
+
+@case("io.create_readonly_mode_then_write")
+def _(c):
+    # The mode applies to later opens: the descriptor that created the file may write it.
+    fd = os.open(c.p("f"), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o444)
+    c.check("write through the creating descriptor", 5, os.write(fd, b"hello"))
+    c.check("read back through it", b"hello", os.pread(fd, 10, 0))
+    os.close(fd)
+    c.check("content and mode after close", (b"hello", "0o444"),
+            (read_file(c.p("f")), oct(os.stat(c.p("f")).st_mode & 0o777)))
+
+
+@case("io.mmap_shared")
+def _(c):
+    import mmap
+    write_file(c.p("f"), b"a" * 8192)
+    fd = os.open(c.p("f"), os.O_RDWR)
+    m = mmap.mmap(fd, 8192, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    c.check("mmap reads the file", b"aaaa", m[0:4])
+    m[100:105] = b"HELLO"
+    m.flush()
+    c.check("a store through a shared mapping is seen by pread after msync", b"HELLO", os.pread(fd, 5, 100))
+    os.pwrite(fd, b"WORLD", 5000)
+    c.check("a pwrite is seen through the mapping", b"WORLD", m[5000:5005])
+    m.close()
+    os.close(fd)
+    data = read_file(c.p("f"))
+    c.check("content after munmap and close", (b"HELLO", b"WORLD", 8192), (data[100:105], data[5000:5005], len(data)))
+
+
 # ---------------------------------------------------------------------------------------------
 # truncate
 
@@ -645,6 +688,12 @@ def _(c):
         u.check("write own 0444 file", "EACCES", outcome(os.open, mine, os.O_WRONLY))
         u.check("truncate own 0444 file", "EACCES", outcome(os.truncate, mine, 0))
         os.chmod(mine, 0o644)
+        fd = os.open(os.path.join(h, "ro-new"), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o444)
+        u.check("write through the descriptor that created a 0444 file", 3, os.write(fd, b"new"))
+        u.check("ftruncate through it", "ok", outcome(os.ftruncate, fd, 1))
+        os.close(fd)
+        u.check("the 0444 file's content", b"n", read_file(os.path.join(h, "ro-new")))
+        u.check("but a new open for writing is refused", "EACCES", outcome(os.open, os.path.join(h, "ro-new"), os.O_WRONLY))
         u.check("chmod root's file", "EPERM", outcome(os.chmod, os.path.join(h, "rootfile"), 0o666))
         u.check("chown own file to root", "EPERM", outcome(os.chown, mine, 0, -1))
         u.check("chgrp own file to a group not ours", "EPERM", outcome(os.chown, mine, -1, 0))
