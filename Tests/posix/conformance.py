@@ -533,6 +533,21 @@ def _(c):
     c.check("listing", ["f", "full"], sorted(os.listdir(c.root)))
 
 
+@case("dir.fstat_after_rmdir")
+def _(c):
+    os.mkdir(c.p("d"), 0o700)
+    fd = os.open(c.p("d"), os.O_RDONLY | os.O_DIRECTORY)
+    os.rmdir(c.p("d"))
+    r = outcome(os.fstat, fd)
+    c.check("fstat of a descriptor on a removed directory", "ok", r)
+    if r == "ok":
+        st = os.fstat(fd)
+        c.check("it is still a directory, mode 0700, no links", (True, "0o700", 0),
+                (stat.S_ISDIR(st.st_mode), oct(st.st_mode & 0o7777), st.st_nlink))
+    c.check("listing it is empty", [], os.listdir(fd) if r == "ok" else [])
+    os.close(fd)
+
+
 @case("dir.readdir")
 def _(c):
     names = ["a", "b.txt", "dir", "ünïcode", "with space", "x" * 200]
