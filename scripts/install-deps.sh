@@ -16,6 +16,7 @@ packages=(
   btrfs-progs     # mkfs.btrfs for the loop-mounted btrfs in tests and the demo
   util-linux      # losetup, mount
   python3         # tools/verify-format.py, the independent format verifier; bench/mount-bench.py
+  python3-hypothesis  # Tests/posix/model.py: the model-based test (stateful Hypothesis)
   rsync           # mount tests: rsync from time directories
   attr            # getfattr/setfattr: provenance xattrs in the demo and the tests
   e2fsprogs       # mkfs.ext4 for the small full-disk filesystem in the ENOSPC mount test

@@ -5,6 +5,8 @@
 #   - the independent format verifier's tests (tools/, Python standard library only).
 #   - bench/test_benchlib.py: the benchmark scripts load, reject bad arguments, generate deterministic
 #     trees (the benchmarks themselves are not run: see bench/README.md).
+#   - Tests/posix/ (as root): POSIX conformance of the mount's present and a model-based test
+#     (Hypothesis), each against a native directory in the same run; long runs: Tests/posix/README.md.
 #   - the similarity index: the MiniLM embedder's reference similarities need the model, which
 #     scripts/install-model.sh installs (once) into /var/lib/layerfs/models/all-MiniLM-L6-v2.
 set -euo pipefail
@@ -22,6 +24,22 @@ python3 -m unittest discover -s tools -p 'test_*.py'
 echo "== bench/: the benchmarks' plumbing and generated trees (no root, no mounts; ~1-4 s)" >&2
 python3 -m unittest discover -s bench -p 'test_*.py'
 
+echo "== Tests/posix: POSIX conformance and the model-based test, layerfs beside a native directory" >&2
+# Each makes and removes its own mount. Exit 77: cannot run here (not root, no /dev/fuse): skipped.
+posix_status=0
+for suite in conformance.py model.py; do
+  set +e
+  python3 "Tests/posix/$suite" --binary .build/debug/layerfs $([ "$suite" = conformance.py ] && echo -q)
+  s=$?
+  set -e
+  if [ "$s" -eq 77 ]; then
+    echo "== Tests/posix/$suite skipped (see above)" >&2
+  elif [ "$s" -ne 0 ]; then
+    echo "== Tests/posix/$suite FAILED (exit $s)" >&2
+    posix_status=1
+  fi
+done
+
 echo "== swift test" >&2
 set +e
 swift test --skip-build 2>&1 | tee .build/swift-test.log
@@ -30,5 +48,9 @@ set -e
 if [ "$status" -ne 0 ]; then
   echo "== failures:" >&2
   grep -E '✘|error:' .build/swift-test.log | head -n 50 >&2 || true
+fi
+if [ "$posix_status" -ne 0 ]; then
+  echo "== Tests/posix failed (see above)" >&2
+  [ "$status" -ne 0 ] || status=1
 fi
 exit "$status"

@@ -139,8 +139,9 @@ extension Attributes {
         st.st_blocks = Int((size + 511) / 512)
         let time = timespec(tv_sec: Int(mtime.seconds), tv_nsec: Int(mtime.subsecondNanoseconds))
         st.st_mtim = time
-        st.st_ctim = time
-        st.st_atim = time
+        st.st_atim = time  // no atime is kept: the mtime
+        let changed = ctime ?? mtime
+        st.st_ctim = timespec(tv_sec: Int(changed.seconds), tv_nsec: Int(changed.subsecondNanoseconds))
         return st
     }
 }

@@ -15,6 +15,10 @@ public struct Attributes: Hashable, Sendable {
     public var size: UInt64
     public var mtime: Timestamp
     public var linkCount: UInt32
+    /// st_ctime: the time of the event that produced the version (a write, truncate, chmod, chown
+    /// or utimens; a rename keeps the version), or of an open file's last uncommitted write; nil:
+    /// the mtime.
+    public var ctime: Timestamp? = nil
 }
 
 /// A historical version's content, opened at the first read (nil info: a deletion marker, empty).
@@ -108,6 +112,11 @@ public final class Namespace: Sendable {
                 case "@similar": return .similarRoot
                 default: throw LayerError(.notFound, "names starting with @ at the root are reserved", path: "/" + name)
                 }
+            }
+            // POSIX: in the present, a component over NAME_MAX is ENAMETOOLONG, for lookups too (as
+            // for creating it). The views keep ENOENT for every name they cannot resolve.
+            if name.utf8.count > StorePath.nameMax {
+                throw LayerError(.nameTooLong, "a name is longer than \(StorePath.nameMax) bytes", path: name)
             }
             return try pathLock.shared { () throws -> Node in
                 let child = try Self.childPath(presentPath(id), name)
@@ -268,9 +277,9 @@ public final class Namespace: Sendable {
             guard info.kind == .directory else { throw Errno.notDirectory }
             return Attributes(
                 ino: id, type: .directory, permissions: info.mode & 0o7777, uid: info.uid, gid: info.gid,
-                size: 0, mtime: info.mtime, linkCount: 2)
+                size: 0, mtime: info.mtime, linkCount: 2, ctime: try store.time(ofSequence: info.version))
         case .version(let info):
-            return Self.attributes(of: info, id: id)
+            return Self.attributes(of: info, id: id, ctime: try store.time(ofSequence: info.version))
         case .timeRoot, .blockRoot, .historyRoot, .similarRoot, .similarQuery:
             return try syntheticDirectory(id: id, mtime: store.time(ofSequence: store.headSequence))
         case .similarResult(let target, let seq):
@@ -309,7 +318,7 @@ public final class Namespace: Sendable {
             return pending
         }
         let info = try store.stat(path)
-        var attributes = Self.attributes(of: info, id: id)
+        var attributes = Self.attributes(of: info, id: id, ctime: try store.time(ofSequence: info.version))
         if let file = object.file {
             attributes = file.attributes(id: id, committed: attributes) ?? attributes
             tree.noteAttributes(id, attributes)
@@ -317,7 +326,7 @@ public final class Namespace: Sendable {
         return attributes
     }
 
-    static func attributes(of info: NodeInfo, id: UInt64) -> Attributes {
+    static func attributes(of info: NodeInfo, id: UInt64, ctime: Timestamp? = nil) -> Attributes {
         let type: Attributes.FileType =
             switch info.kind {
             case .file: .regular
@@ -326,7 +335,7 @@ public final class Namespace: Sendable {
             }
         return Attributes(
             ino: id, type: type, permissions: info.mode & 0o7777, uid: info.uid, gid: info.gid,
-            size: info.size, mtime: info.mtime, linkCount: type == .directory ? 2 : 1)
+            size: info.size, mtime: info.mtime, linkCount: type == .directory ? 2 : 1, ctime: ctime)
     }
 
     private func syntheticDirectory(id: UInt64, mtime: Timestamp) -> Attributes {

@@ -383,7 +383,10 @@ final class OpenFile: Sendable {
             }
             guard var a = committed else { return nil }
             a.size = size
-            if s.dirty { a.mtime = s.mtime }
+            if s.dirty {
+                a.mtime = s.mtime
+                a.ctime = s.mtime
+            }
             return a
         }
     }

@@ -383,7 +383,7 @@ extension LayerFilesystem {
                 let parentPath = try namespace.presentPath(parentID)
                 try StorePath.checkName(name, path: parentPath)
                 let path = StorePath.join(parentPath, name)
-                if !directory { noteAttributesBeforeDetaching(path) }
+                noteAttributesBeforeDetaching(path, directory: directory)
                 if !directory, let pending = tree.pendingID(path) {
                     // Never committed: it goes without an event (its open handles keep reading it).
                     tree.snapshot(pending).file?.discardChanges()
@@ -429,7 +429,7 @@ extension LayerFilesystem {
                     // A new file is committed first, so the rename has something to move.
                     try commitLocked(sourcePending, file, fallback: who)
                 }
-                if targetExists { noteAttributesBeforeDetaching(to) }
+                if targetExists { noteAttributesBeforeDetaching(to, directory: sourceInfo?.kind == .directory) }
                 try store.commit(.rename(from: from, to: to), by: who)
                 if let targetPending { tree.snapshot(targetPending).file?.discardChanges() }
                 tree.moved(from: from, to: to)
@@ -444,10 +444,17 @@ extension LayerFilesystem {
     /// size, mode and owner through its handles (`fstat` after unlink): `presentAttributes` of a
     /// detached object starts from the attributes last recorded for it, which may be none, or
     /// stale ones from its creation, if nothing asked while it was open. Record them now, while
-    /// the store still has the path. (Path lock held exclusively.)
-    private func noteAttributesBeforeDetaching(_ path: String) {
-        guard let id = tree.existingID(path), tree.snapshot(id).file != nil else { return }
-        _ = try? namespace.presentAttributes(id)  // records them for an object with an open file
+    /// the store still has the path. A directory (rmdir, or replaced by a rename) has no open file
+    /// to tell whether it is open (opendir): its attributes are recorded whenever the kernel knows
+    /// it, so `fstat` of a descriptor on a removed directory answers instead of ENOENT.
+    /// (Path lock held exclusively.)
+    private func noteAttributesBeforeDetaching(_ path: String, directory: Bool = false) {
+        guard let id = tree.existingID(path) else { return }
+        if tree.snapshot(id).file != nil {
+            _ = try? namespace.presentAttributes(id)  // records them for an object with an open file
+        } else if directory, let attributes = try? namespace.presentAttributes(id), attributes.type == .directory {
+            tree.noteAttributes(id, attributes)
+        }
     }
 
     /// Hard links cannot be stored (a path has one version history): EPERM, as on file systems
@@ -496,18 +503,26 @@ extension LayerFilesystem {
                     }
                 }
                 var set = set
-                if set & UInt32(FUSE_SET_ATTR_MODE) != 0, let file, file.setPendingMode(attr.st_mode) {
-                    set &= ~UInt32(FUSE_SET_ATTR_MODE)  // mkstemp + fchmod: folded into the first commit
-                }
-                if set & UInt32(FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID) != 0, let file,
-                    file.pendingOwnerMatches(
-                        owner: set & UInt32(FUSE_SET_ATTR_UID) != 0 ? attr.st_uid : nil,
-                        group: set & UInt32(FUSE_SET_ATTR_GID) != 0 ? attr.st_gid : nil)
-                {
-                    set &= ~UInt32(FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)  // sed -i's fchown to the creator
-                }
-                if set & UInt32(FUSE_SET_ATTR_MTIME_NOW) != 0, let file, file.touchPending() {
-                    set &= ~UInt32(FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_MTIME)
+                if let file {
+                    // Folded into a pending file's first commit only under its commit lock: a
+                    // release in flight (the kernel sends it after close returns) may be committing
+                    // it, its snapshot taken and its pending flag not yet cleared, and a mode set
+                    // then would be lost (`touch f; chmod 600 f` left f 0644).
+                    file.commitLock.withLock { (_: inout ()) in
+                        if set & UInt32(FUSE_SET_ATTR_MODE) != 0, file.setPendingMode(attr.st_mode) {
+                            set &= ~UInt32(FUSE_SET_ATTR_MODE)  // mkstemp + fchmod: folded into the first commit
+                        }
+                        if set & UInt32(FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID) != 0,
+                            file.pendingOwnerMatches(
+                                owner: set & UInt32(FUSE_SET_ATTR_UID) != 0 ? attr.st_uid : nil,
+                                group: set & UInt32(FUSE_SET_ATTR_GID) != 0 ? attr.st_gid : nil)
+                        {
+                            set &= ~UInt32(FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)  // sed -i's fchown to the creator
+                        }
+                        if set & UInt32(FUSE_SET_ATTR_MTIME_NOW) != 0, file.touchPending() {
+                            set &= ~UInt32(FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_MTIME)
+                        }
+                    }
                 }
                 let mask = UInt32(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)
                 if set & mask != 0, let path = snapshot.path {
