@@ -143,6 +143,7 @@ class Mount:
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
+        self.log_file.close()
         lazy = not unmount(self.mount_point, attempts=20)
         return lazy
 
@@ -160,7 +161,8 @@ class Mount:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait()
                 unmount(self.mount_point)
-            self.log_file.close()
+            if not self.log_file.closed:
+                self.log_file.close()
         if problems:
             raise AssertionError("; ".join(problems) + ": " + self.log_tail())
         return status
