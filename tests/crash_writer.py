@@ -1,7 +1,7 @@
 """A writer for the crash runner (test_crash.py): changes files under one directory of a layerfs
 mount until a call fails, and records each change in a manifest OUTSIDE the mount.
 
-    crash_writer.py DIR STATE.json MANIFEST SEED [--fill]
+    crash_writer.py DIR STATE.json MANIFEST SEED [--fill[=MAX]]
 
 DIR is the writer's directory in the mount (created if missing). STATE.json maps the names in DIR
 to the sha256 of their content (the state the last check found), so the writer knows what it
@@ -21,7 +21,8 @@ Changes (random, seeded): new files and rewrites (O_TRUNC) of 0 B ... 9 MiB, a s
 files; the editor pattern (write a temp file, fsync, close, rename it over the target: two
 changes); renames (sometimes over another file); unlinks.
 
---fill: only new files (fsynced or closed), large and small, until a call fails (ENOSPC).
+--fill: only new files (fsynced or closed), large and small, until a call fails (ENOSPC);
+--fill=MAX: only new files of MAX/2 ... MAX bytes.
 
 The writer stops at the first failing call and prints one JSON line: what it did and the errno.
 """
@@ -47,7 +48,8 @@ class Writer:
         self.sizes = {}
         self.rng = random.Random(seed)
         self.manifest = os.open(manifest, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self.fill = fill
+        self.fill = fill is not None
+        self.fill_max = fill or None
         self.n = 0
         self.acked = 0
         self.bytes_acked = 0
@@ -57,6 +59,8 @@ class Writer:
         os.write(self.manifest, (json.dumps(entry, sort_keys=True) + "\n").encode())
 
     def size(self):
+        if self.fill_max is not None:
+            return self.rng.randint(max(1, self.fill_max // 2), self.fill_max)
         r = self.rng.random()
         if r < 0.05:
             return 0
@@ -174,11 +178,15 @@ class Writer:
 
 
 def main():
-    args = [a for a in sys.argv[1:] if a != "--fill"]
+    args = [a for a in sys.argv[1:] if not a.startswith("--fill")]
     directory, state_path, manifest, seed = args[0], args[1], args[2], int(args[3])
+    fill = None
+    for a in sys.argv[1:]:
+        if a.startswith("--fill"):
+            fill = int(a.split("=", 1)[1]) if "=" in a else 0
     with open(state_path) as f:
         state = json.load(f)
-    writer = Writer(directory, state, manifest, seed, "--fill" in sys.argv)
+    writer = Writer(directory, state, manifest, seed, fill)
     failure = None
     try:
         while True:

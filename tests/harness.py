@@ -246,6 +246,10 @@ def assert_nothing_left(scratch):
         raise AssertionError(f"left behind: mounts {left}, loop devices {loops}")
 
 
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_file(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
