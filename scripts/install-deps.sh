@@ -18,6 +18,8 @@ packages=(
   rsync           # mount tests: rsync from time directories
   attr            # getfattr/setfattr: provenance xattrs in the demo and the tests
   e2fsprogs       # mkfs.ext4 for the small full-disk filesystem in the ENOSPC mount test
+  fio             # tests/test_load.py: verified (crc32c) sequential and random writes through a mount
+  stress-ng       # tests/test_load.py: filesystem stressors against a mount
 )
 
 missing=()
