@@ -33,6 +33,7 @@ import json
 import os
 import random
 import sys
+import time
 
 CHUNK = 256 << 10
 
@@ -187,13 +188,14 @@ def main():
     with open(state_path) as f:
         state = json.load(f)
     writer = Writer(directory, state, manifest, seed, fill)
-    failure = None
+    failure = failed_at = None
     try:
         while True:
             writer.step()
     except OSError as e:
         failure = e.errno
-    print(json.dumps({"acked": writer.acked, "bytes_acked": writer.bytes_acked, "errno": failure,
+        failed_at = time.monotonic()
+    print(json.dumps({"failed_at": failed_at, "acked": writer.acked, "bytes_acked": writer.bytes_acked, "errno": failure,
                       "errno_name": errno.errorcode.get(failure, str(failure)), "counts": writer.counts}), flush=True)
 
 

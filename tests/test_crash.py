@@ -136,6 +136,7 @@ class CrashTests(unittest.TestCase):
                     if early:
                         raise AssertionError(f"a writer stopped before the kill: {early[0].stdout.read()}")
                 finally:
+                    killed_at = time.monotonic()  # CLOCK_MONOTONIC: the writers' clock too
                     totals["lazy"] += m.kill9()
                     outputs = []
                     for w in writers:
@@ -150,6 +151,11 @@ class CrashTests(unittest.TestCase):
                 self.assertFalse(harness.is_mounted(mnt))
                 self.assertEqual(m.process.returncode, -9)
                 summaries = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+                for k, summary in enumerate(summaries):
+                    # A writer stops at its first failing call: that must be the kill, not an error
+                    # of a live daemon.
+                    self.assertIsNotNone(summary["failed_at"], f"writer {k} never saw a failure: {summary}")
+                    self.assertGreaterEqual(summary["failed_at"], killed_at, f"cycle {cycle}: writer {k} failed with {summary['errno_name']} before the kill")
 
                 # The store, unmounted: it verifies; nothing but a torn tail was moved aside.
                 harness.verify_store(store)
