@@ -132,9 +132,12 @@ class CrashTests(unittest.TestCase):
                             [sys.executable, f"{HERE}/crash_writer.py", f"{mnt}/w{k}", f"{work}/state-{k}.json", manifests[k], str(rng.randrange(1 << 31))],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
                     time.sleep(rng.uniform(0.1, 2.0))
-                    early = [w for w in writers if w.poll() is not None]
+                    early = [(k, w) for k, w in enumerate(writers) if w.poll() is not None]
                     if early:
-                        raise AssertionError(f"a writer stopped before the kill: {early[0].stdout.read()}")
+                        k, w = early[0]
+                        with open(manifests[k]) as f:
+                            entries = f.read()[-1500:]
+                        raise AssertionError(f"cycle {cycle}: writer {k} stopped before the kill: {w.stdout.read()}; its manifest ends: {entries}; state given: {states[k]}; the mount's log: {m.log_tail(3000)}")
                 finally:
                     killed_at = time.monotonic()  # CLOCK_MONOTONIC: the writers' clock too
                     totals["lazy"] += m.kill9()
@@ -184,7 +187,7 @@ class CrashTests(unittest.TestCase):
                 harness.verify_store(store)
                 shutil.rmtree(work)
                 if cycle < 3 or (cycle + 1) % 25 == 0 or cycle == cycles - 1:
-                    log("crash", f"cycle {cycle + 1}/{cycles}: writers acked {[s['acked'] for s in summaries]} changes, stopped by {[s['errno_name'] for s in summaries]}; in flight: {[e[1]['intent'] if e[1] else None for e in expected]}")
+                    log("crash", f"cycle {cycle + 1}/{cycles} ({totals['kills']} kills, {totals['acked']} acknowledged changes checked so far): writers acked {[s['acked'] for s in summaries]} changes, stopped by {[s['errno_name'] for s in summaries]}; in flight: {[e[1]['intent'] if e[1] else None for e in expected]}")
             totals["torn_tails"] += len(harness.recovered_files(store))
             harness.assert_nothing_left(scratch)
         log("crash", f"{totals['kills']} SIGKILLs in {time.monotonic() - started:.0f} s: {totals['acked']} acknowledged changes ({totals['bytes'] / 1048576:.0f} MiB) all found; "
