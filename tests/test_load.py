@@ -79,8 +79,10 @@ FAILURE = re.compile(r"fail|error|unsuccessful|corrupt|mismatch", re.IGNORECASE)
 
 
 def fio(job_file, output, *extra):
+    # In the scratch directory: fio saves its verify state files (*-verify.state) in its cwd.
     result = subprocess.run(["fio", job_file, "--output-format=json", f"--output={output}", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800,
+                            cwd=os.path.dirname(job_file))
     try:
         with open(output) as f:
             text = f.read()
