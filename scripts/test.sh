@@ -7,7 +7,7 @@
 #     scripts/install-model.sh installs (once) into /var/lib/layerfs/models/all-MiniLM-L6-v2.
 #   - tests/: the robustness runners (Python, as root with FUSE; skipped otherwise): fio and
 #     stress-ng under load, SIGKILL cycles and ENOSPC, bounded memory and fds (short variants,
-#     about 2.5 minutes; LAYERFS_STRESS=long runs the long ones, see tests/README.md).
+#     about 2.5-3 minutes; LAYERFS_STRESS=long runs the long ones, see tests/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
