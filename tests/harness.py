@@ -21,6 +21,15 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _terminated(signum, frame):
+    # SIGTERM (timeout(1), a CI runner giving up): unwind, so that every finally block unmounts,
+    # kills our daemon and detaches our loop devices instead of leaving them behind.
+    raise SystemExit(f"terminated by signal {signum}")
+
+
+signal.signal(signal.SIGTERM, _terminated)
+
+
 def log(tag, message):
     print(f"[{tag}] {message}", flush=True)
 
