@@ -81,7 +81,8 @@ public enum Node: Hashable, Sendable {
 /// ```
 ///
 /// Versions are sequence numbers, far below 2^61 - 16, so the ranges never meet. Synthetic ids are
-/// never reused within a mount: a node keeps its id after the kernel forgets it (see `NodeTable`).
+/// never reused within a mount: a node keeps its id while the kernel holds it and for a while after it
+/// forgot it; a node that lost its id gets a new one (see `NodeTable`).
 public enum NodeID {
     public static let root: UInt64 = 1
     public static let timeRoot: UInt64 = 2
@@ -111,10 +112,13 @@ public enum NodeID {
 /// a forget either finds the entry (and counts) or creates it again. The fixed ids (root and the
 /// three @ directories) are always resolvable.
 ///
-/// Synthetic ids are kept in `syntheticIDs` for the whole mount (node → id, never removed), so a
-/// directory has one inode number for as long as the mount lives, also across forgets: `find` and
-/// `du` rely on a directory's (dev, ino) not changing under them. That map grows with the number of
-/// distinct directories visited; fine for this slice, bounded by an LRU later.
+/// Synthetic ids are kept in `syntheticIDs` (node → id) while the kernel holds the node, and after
+/// it forgot it for as long as the node is among the `forgottenLimit` most recently forgotten ones,
+/// so a directory has one inode number while anything uses it and across short gaps: `find` and
+/// `du` rely on a directory's (dev, ino) not changing under them, and they hold it (open, cwd)
+/// while they walk it. Older forgotten nodes lose their id (never reused: the next lookup gets a
+/// new one), so memory stays bounded by what the kernel holds plus `forgottenLimit` entries, however
+/// many distinct directories (`/@time/<t>/...`) a mount visits over its life.
 ///
 /// All state lives inside one `Mutex`; no lock is held while calling the store or the kernel.
 public final class NodeTable: Sendable {
@@ -128,12 +132,21 @@ public final class NodeTable: Sendable {
         var entries: [UInt64: Entry] = [:]
         /// Every synthetic node met in this mount and its id. Protected by `state`.
         var syntheticIDs: [Node: UInt64] = [:]
+        /// Synthetic nodes whose lookup count fell to zero, oldest first, from `forgottenStart`
+        /// (a node may be listed more than once). Protected by `state`.
+        var forgotten: [Node] = []
+        var forgottenStart = 0
         var nextSynthetic: UInt64 = 1
     }
 
     private let state = Mutex(State())
 
-    public init() {}
+    /// How many forgotten synthetic nodes keep their ids.
+    public let forgottenLimit: Int
+
+    public init(forgottenLimit: Int = 8192) {
+        self.forgottenLimit = max(forgottenLimit, 0)
+    }
 
     /// The id of a fixed or version node, or nil for a synthetic one.
     private func fixedID(_ node: Node) -> UInt64? {
@@ -191,11 +204,31 @@ public final class NodeTable: Sendable {
             entry.lookups = entry.lookups > count ? entry.lookups - count : 0
             if entry.lookups == 0 {
                 s.entries[id] = nil
+                if NodeID.isSynthetic(id) { remember(forgotten: entry.node, &s) }
             } else {
                 s.entries[id] = entry
             }
         }
     }
+
+    /// Queues a node the kernel no longer holds; the oldest ones beyond `forgottenLimit` lose their
+    /// id unless the kernel holds them again.
+    private func remember(forgotten node: Node, _ s: inout State) {
+        s.forgotten.append(node)
+        while s.forgotten.count - s.forgottenStart > forgottenLimit {
+            let oldest = s.forgotten[s.forgottenStart]
+            s.forgottenStart += 1
+            if let id = s.syntheticIDs[oldest], s.entries[id] == nil { s.syntheticIDs[oldest] = nil }
+        }
+        if s.forgottenStart > 1024 && s.forgottenStart * 2 > s.forgotten.count {
+            s.forgotten.removeFirst(s.forgottenStart)
+            s.forgottenStart = 0
+        }
+    }
+
+    /// How many synthetic nodes have an id now: live ones and recently forgotten ones (tests and
+    /// diagnostics).
+    public var syntheticIDCount: Int { state.withLock { $0.syntheticIDs.count } }
 
     /// How many references the kernel holds to `id` (tests and diagnostics).
     public func lookupCount(_ id: UInt64) -> UInt64 { state.withLock { $0.entries[id]?.lookups ?? 0 } }

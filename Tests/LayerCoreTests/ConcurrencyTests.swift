@@ -205,4 +205,45 @@ import Testing
             #expect(after == before)
         }
     }
+
+    /// A read-only open (`layerfs log`, `status`, `verify` beside a mount) while the writer seals:
+    /// a seal appends the header to blocks.jsonl, then rewrites metadata/current_block. A reader
+    /// that read blocks.jsonl before a seal and current_block after it saw a block head naming a
+    /// block "missing" from blocks.jsonl, and failed as if the store were damaged.
+    @Test func readOnlyOpensBesideASealingWriterNeverSeeAMissingBlock() throws {
+        try withTemporaryDirectory { dir in
+            let path = dir + "/store"
+            try Store.create(at: path, by: tester)
+            let store = try Store.open(path, mode: .readWrite, options: Store.Options(sealPolicy: .manual))
+            let stop = Atomic<Bool>(false)
+            let seals = Atomic<Int>(0)
+            let group = DispatchGroup()
+            group.enter()
+            Thread {
+                var i = 0
+                while !stop.load(ordering: .relaxed) {
+                    _ = try? store.commit(.write(path: "/f", content: Array("\(i)\n".utf8)), by: tester)
+                    if (try? store.seal()) != nil { seals.add(1, ordering: .relaxed) }
+                    i += 1
+                }
+                group.leave()
+            }.start()
+            var opens = 0
+            var failures: [String] = []
+            let deadline = Date().addingTimeInterval(3)
+            while Date() < deadline && failures.count < 5 {
+                do {
+                    _ = try Store.open(path, mode: .readOnly)
+                    opens += 1
+                } catch {
+                    failures.append("\(error)")
+                }
+            }
+            stop.store(true, ordering: .relaxed)
+            group.wait()
+            try store.close()
+            #expect(failures.isEmpty, "\(failures.count) of \(opens + failures.count) read-only opens failed during \(seals.load(ordering: .relaxed)) seals: \(failures.first ?? "")")
+            #expect(opens > 10 && seals.load(ordering: .relaxed) > 10, "opens \(opens), seals \(seals.load(ordering: .relaxed))")
+        }
+    }
 }

@@ -69,6 +69,34 @@ import Testing
         }
     }
 
+    /// Walking thousands of distinct @time directories must not grow the table for the mount's
+    /// life: only nodes the kernel holds, and the most recently forgotten ones, keep an id.
+    @Test func forgottenDirectoriesKeepTheirIdsOnlyUpToTheLimit() {
+        let table = NodeTable(forgottenLimit: 100)
+        func dir(_ n: Int) -> Node {
+            .directory(View(kind: .time("t\(n)"), seq: UInt64(n + 1), isImmutable: true), path: "/etc")
+        }
+        let held = table.remember(dir(-1))  // the kernel keeps this one all along
+        var first: [UInt64] = []
+        for n in 0..<1000 {
+            let id = table.remember(dir(n))
+            first.append(id)
+            table.forget(id, count: 1)
+        }
+        #expect(table.liveCount == 1)
+        #expect(table.syntheticIDCount == 101, "the held node and the 100 most recently forgotten")
+        // Recently forgotten: the same id again. Long forgotten: a new one, never an old one reused.
+        #expect(table.remember(dir(999)) == first[999])
+        let again = table.remember(dir(0))
+        #expect(again != first[0] && !first.contains(again))
+        #expect(table.node(held) == dir(-1) && table.remember(dir(-1)) == held)
+        // Forgetting one that was looked up again (so queued twice) drops nothing still held.
+        table.forget(first[999], count: 1)
+        for n in 1000..<1300 { table.forget(table.remember(dir(n)), count: 1) }
+        #expect(table.node(again) == dir(0) && table.node(held) == dir(-1))
+        #expect(table.syntheticIDCount <= 103)
+    }
+
     @Test func presentObjectsKeepTheirIdsAcrossRenamesAndDetachWhenReplaced() throws {
         let tree = PresentTree()
         let dir = tree.remember("/etc")

@@ -179,6 +179,10 @@ public final class Store: @unchecked Sendable {
             // The head is read before the log, so that a live writer can only have moved it forward.
             let headBytes = try? FileSystem.readFile(Store.headPath(path))
             let head = headBytes.flatMap(HeadFile.decode)
+            // Likewise the block head before blocks.jsonl: a live writer seals by appending the
+            // header, then rewriting metadata/current_block, so the blocks read next are at least
+            // the ones it names (read after them, it could name a block sealed in between).
+            let blockHead = BlockHeadRead(path: path)
             let (blocks, blocksTail) = try Store.readBlocks(path)
 
             if options.sealedOnly {
@@ -242,7 +246,7 @@ public final class Store: @unchecked Sendable {
                 }
             }
             // The block head, metadata/current_block, names the last sealed block (FORMAT.md §8.5).
-            try Store.checkBlockHead(path: path, blocks: blocks, tolerateLag: uncleanShutdown || liveWriter || options.sealedOnly)
+            try Store.checkBlockHead(path: path, blocks: blocks, tolerateLag: uncleanShutdown || liveWriter || options.sealedOnly, read: blockHead)
             // A torn block header (crash while sealing; never acknowledged): the same treatment.
             if let blocksTail {
                 if mode == .readWrite {
@@ -361,15 +365,25 @@ public final class Store: @unchecked Sendable {
     /// `metadata/current_block` (same layout as the head file: hash, space, 20-digit block number,
     /// LF) names the last block whose header is durable. It catches a deleted last block, which
     /// would otherwise look like a torn header. Absent until the first seal.
-    static func checkBlockHead(path: String, blocks: [BlockHeader], tolerateLag: Bool) throws(LayerError) {
-        let file = blockHeadPath(path)
-        guard FileSystem.exists(file) else {
+    struct BlockHeadRead {
+        var exists: Bool
+        var bytes: [UInt8]?
+        init(path: String) {
+            let file = Store.blockHeadPath(path)
+            exists = FileSystem.exists(file)
+            bytes = exists ? try? FileSystem.readFile(file) : nil
+        }
+    }
+
+    static func checkBlockHead(path: String, blocks: [BlockHeader], tolerateLag: Bool, read: BlockHeadRead? = nil) throws(LayerError) {
+        let read = read ?? BlockHeadRead(path: path)
+        guard read.exists else {
             if let first = blocks.first, !tolerateLag {
                 throw LayerError(.corrupt, "block \(first.number): metadata/current_block is missing but blocks.jsonl holds \(blocks.count) block(s)", store: path)
             }
             return
         }
-        guard let named = (try? FileSystem.readFile(file)).flatMap(HeadFile.decode) else {
+        guard let named = read.bytes.flatMap(HeadFile.decode) else {
             throw LayerError(.corrupt, "block \(blocks.count): metadata/current_block is unreadable", store: path)
         }
         let number = named.seq
