@@ -22,8 +22,8 @@ packages=(
   e2fsprogs       # mkfs.ext4 for the small full-disk filesystem in the ENOSPC mount test
   openssh-client  # layerfs-replicate streams over ssh
   openssh-server  # the replication test runs its own sshd on 127.0.0.1 (see below)
-  fio             # tests/test_load.py: verified (crc32c) sequential and random writes through a mount
-  stress-ng       # tests/test_load.py: filesystem stressors against a mount
+  fio             # Tests/robustness/test_load.py: verified (crc32c) sequential and random writes through a mount
+  stress-ng       # Tests/robustness/test_load.py: filesystem stressors against a mount
 )
 if [ "${1:-}" = "--bench" ]; then
   packages+=(

@@ -9,9 +9,9 @@
 #     (Hypothesis), each against a native directory in the same run; long runs: Tests/posix/README.md.
 #   - the similarity index: the MiniLM embedder's reference similarities need the model, which
 #     scripts/install-model.sh installs (once) into /var/lib/layerfs/models/all-MiniLM-L6-v2.
-#   - tests/: the robustness runners (Python, as root with FUSE; skipped otherwise): fio and
+#   - Tests/robustness/: the robustness runners (Python, as root with FUSE; skipped otherwise): fio and
 #     stress-ng under load, SIGKILL cycles and ENOSPC, bounded memory and fds (short variants,
-#     about 2.5-3 minutes; LAYERFS_STRESS=long runs the long ones, see tests/README.md).
+#     about 2.5-3 minutes; LAYERFS_STRESS=long runs the long ones, see Tests/robustness/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -57,10 +57,10 @@ if [ "$posix_status" -ne 0 ]; then
   [ "$status" -ne 0 ] || status=1
 fi
 
-echo "== tests/: robustness under load, crashes and long walks (LAYERFS_STRESS=${LAYERFS_STRESS:-short})" >&2
+echo "== Tests/robustness: robustness under load, crashes and long walks (LAYERFS_STRESS=${LAYERFS_STRESS:-short})" >&2
 set +e
 LAYERFS_BINARY="${LAYERFS_BINARY:-$PWD/.build/debug/layerfs}" \
-  python3 -m unittest discover -s tests -p 'test_*.py' -v 2>&1 | tee .build/robustness-test.log
+  python3 -m unittest discover -s Tests/robustness -p 'test_*.py' -v 2>&1 | tee .build/robustness-test.log
 robustness=${PIPESTATUS[0]}
 set -e
 if [ "$robustness" -ne 0 ]; then

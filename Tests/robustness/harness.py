@@ -1,4 +1,4 @@
-"""Shared helpers for the robustness runners in tests/ (standard library only).
+"""Shared helpers for the robustness runners in Tests/robustness/ (standard library only).
 
 Everything a runner creates is torn down in `finally`/context managers, in this order: the FUSE
 mount (fusermount3 -u, retried; umount -l of our own mount point as a last resort), the daemon
@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
 
 
 def _terminated(signum, frame):
