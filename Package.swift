@@ -96,3 +96,26 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Fuzz targets (fuzz/README.md), declared only when LAYERFS_FUZZ is set, so that an ordinary build
+// never needs a toolchain with libFuzzer. fuzz/run.sh builds them with -sanitize=fuzzer,address in
+// their own scratch path (.build-fuzz). Each starts libFuzzer from its `<module>_main` (FuzzSupport).
+if Context.environment["LAYERFS_FUZZ"] != nil {
+    let fuzzers: [(name: String, dependencies: [Target.Dependency])] = [
+        ("fuzz-time", ["LayerCore"]),
+        ("fuzz-event-line", ["LayerCore"]),
+        ("fuzz-block-header", ["LayerCore"]),
+        ("fuzz-stream", ["LayerCore"]),
+        ("fuzz-proof", ["LayerCore"]),
+        ("fuzz-similar-name", ["LayerFS"]),
+    ]
+    package.targets.append(.target(name: "CFuzzDriver", path: "fuzz/Sources/CFuzzDriver"))
+    package.targets.append(.target(name: "FuzzSupport", dependencies: ["CFuzzDriver"], path: "fuzz/Sources/FuzzSupport"))
+    for fuzzer in fuzzers {
+        package.targets.append(
+            .executableTarget(
+                name: fuzzer.name, dependencies: fuzzer.dependencies + ["FuzzSupport"], path: "fuzz/Sources/\(fuzzer.name)",
+                swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+        package.products.append(.executable(name: fuzzer.name, targets: [fuzzer.name]))
+    }
+}

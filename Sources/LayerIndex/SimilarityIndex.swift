@@ -155,14 +155,23 @@ public final class SimilarityIndex: @unchecked Sendable {
 
     // MARK: Opening
 
-    /// Takes the index directory's lock (created if needed). `.locked` if another process holds it.
-    public func lock() throws {
-        if inner.withLock({ $0.lockFD }) >= 0 { return }
+    /// Creates the index directory (and the directories above it) if needed, and makes it mode 0700:
+    /// the vectors are derived from the content of every version, also of private and deleted files.
+    static func makePrivateDirectory(_ directory: String) throws {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
             throw SimilarityError(.io, "index directory \(directory): \(error.localizedDescription)")
         }
+        guard chmod(directory, 0o700) == 0 else {
+            throw SimilarityError(.io, "index directory \(directory): cannot make it private (chmod 0700): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Takes the index directory's lock (created if needed). `.locked` if another process holds it.
+    public func lock() throws {
+        if inner.withLock({ $0.lockFD }) >= 0 { return }
+        try Self.makePrivateDirectory(directory)
         let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw SimilarityError(.io, "index directory \(directory): cannot open its lock: \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
@@ -319,7 +328,7 @@ public final class SimilarityIndex: @unchecked Sendable {
         guard locked else { return }
         let unsavedBefore = inner.withLock { $0.unsaved }
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try Self.makePrivateDirectory(directory)
             try index.save(to: graphPath)
             let meta = Meta(
                 format: Self.format, store: store.storeID, embedder: embedder.id, dimension: embedder.dimension,

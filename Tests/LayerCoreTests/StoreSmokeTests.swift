@@ -25,4 +25,22 @@ import Testing
             #expect(again.blocks.count == 1)
         }
     }
+
+    /// The store holds every version ever written (also of files later made private, or deleted):
+    /// it is root's alone, mode 0700, whatever the umask or the mode of an empty directory given.
+    @Test func storeDirectoryIsPrivate() throws {
+        try withTemporaryDirectory { dir in
+            let old = umask(0o022)
+            defer { umask(old) }
+            try Store.create(at: dir + "/new", by: tester)
+            try FileManager.default.createDirectory(atPath: dir + "/given", withIntermediateDirectories: false)
+            #expect(chmod(dir + "/given", 0o777) == 0)
+            try Store.create(at: dir + "/given", by: tester)
+            for store in [dir + "/new", dir + "/given"] {
+                var st = stat()
+                #expect(stat(store, &st) == 0)
+                #expect(st.st_mode & 0o7777 == 0o700, "\(store): \(String(st.st_mode & 0o7777, radix: 8))")
+            }
+        }
+    }
 }

@@ -192,4 +192,28 @@ private struct OtherEmbedder: Embedder {
             #expect(try index.query("bridge", k: 1000).count == 8)
         }
     }
+
+    /// The index holds vectors derived from every version's content: its directory is 0700,
+    /// also when it existed before with a wider mode.
+    @Test func indexDirectoryIsPrivate() throws {
+        try withTemporaryDirectory { dir in
+            let store = try makeConfigStore(dir)
+            defer { try? store.close() }
+            let old = umask(0o022)
+            defer { umask(old) }
+            try FileManager.default.createDirectory(atPath: dir + "/wide", withIntermediateDirectories: false)
+            #expect(chmod(dir + "/wide", 0o755) == 0)
+            for directory in [dir + "/var/lib/layerfs/index/x", dir + "/wide"] {
+                let index = SimilarityIndex(store: store, directory: directory, embedder: BuiltinEmbedder())
+                try index.lock()
+                index.load()
+                try index.catchUp()
+                try index.save()
+                var st = stat()
+                #expect(stat(directory, &st) == 0)
+                #expect(st.st_mode & 0o7777 == 0o700, "\(directory): \(String(st.st_mode & 0o7777, radix: 8))")
+            }
+        }
+    }
 }
+

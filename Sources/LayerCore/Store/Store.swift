@@ -113,8 +113,11 @@ public final class Store: @unchecked Sendable {
             try Btrfs.createSubvolume(at: path)
             subvolume = true
         } else {
-            try FileSystem.makeDirectory(path)
+            try FileSystem.makeDirectory(path, mode: 0o700)
         }
+        // The store holds every version ever written, also of files later made private or
+        // deleted: only root (its owner) may read it, whatever the umask or the given directory's mode.
+        guard chmod(path, 0o700) == 0 else { throw .system("chmod", errno: errno, path: path) }
         try FileSystem.makeDirectory(path + "/metadata")
         try FileSystem.makeDirectory(path + "/objects")
         if subvolume { try FileSystem.makeDirectory(snapshotsPath(path)) }
