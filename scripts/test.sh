@@ -52,6 +52,7 @@ echo "== swift test" >&2
 set +e
 swift test --skip-build 2>&1 | tee .build/swift-test.log
 status=${PIPESTATUS[0]}
+swift_status=$status
 set -e
 if [ "$status" -ne 0 ]; then
   echo "== failures:" >&2
@@ -75,6 +76,15 @@ if [ "$robustness" -ne 0 ]; then
 fi
 if [ -n "$fuzz" ] && [ "$fuzz" != 0 ]; then
   echo "== fuzz/run.sh ${LAYERFS_FUZZ_SECONDS:-10}: the parsers under libFuzzer (LAYERFS_FUZZ=0 skips)" >&2
-  fuzz/run.sh "${LAYERFS_FUZZ_SECONDS:-10}" || status=1
+  fuzz_failed=0
+  fuzz/run.sh "${LAYERFS_FUZZ_SECONDS:-10}" || { status=1; fuzz_failed=1; }
 fi
+
+# One closing line for the whole run, counting the suites that ran after the build (tools/ and
+# bench/ stop the script at once if they fail, so reaching here means they passed).
+passed=2 failed=0
+for s in "$posix_status" "$swift_status" "$robustness" ${fuzz_failed:+"$fuzz_failed"}; do
+  if [ "$s" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+done
+echo "suites: $passed passed, $failed failed"
 exit "$status"
