@@ -41,8 +41,8 @@ struct KeygenCommand: ParsableCommand {
                 throw CLIError("\(Describe.text(path)) exists: keygen never overwrites a key", status: .cannotCreate)
             }
             let privateKey = try during(.operation) { () throws(LayerError) in try Ed25519.PrivateKey.generate() }
-            try writeNew(key, privateKey.pem, mode: 0o600)
-            try writeNew(publicPath, privateKey.publicKey.pem, mode: 0o644)
+            try OutputFile.write(key, privateKey.pem, mode: 0o600, exclusive: true)
+            try OutputFile.write(publicPath, privateKey.publicKey.pem, mode: 0o644, exclusive: true)
             let out = context.output
             out.line("private key  \(Describe.text(StoreAccess.absolute(key))) (keep it secret: mode 0600)")
             out.line("public key   \(Describe.text(StoreAccess.absolute(publicPath)))")
@@ -55,14 +55,6 @@ struct KeygenCommand: ParsableCommand {
         }
     }
 
-    /// Creates `path` (it must not exist) with `bytes`, durably.
-    private func writeNew(_ path: String, _ bytes: [UInt8], mode: mode_t) throws(CLIError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw CLIError("\(Describe.text(path)): \(String(cString: strerror(errno)))", status: .cannotCreate) }
-        defer { close(fd) }
-        let ok = bytes.withUnsafeBytes { raw in write(fd, raw.baseAddress, raw.count) == raw.count } && fchmod(fd, mode) == 0 && fsync(fd) == 0
-        guard ok else { throw CLIError("\(Describe.text(path)): \(String(cString: strerror(errno)))", status: .ioError) }
-    }
 }
 
 /// `layerfs signing-key STORE [KEY | --none]`: shows or sets the key that signs a store's blocks.

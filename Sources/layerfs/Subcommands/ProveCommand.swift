@@ -43,13 +43,7 @@ struct ProveCommand: ParsableCommand {
                 throw CLIError(Describe.error(error), status: error.code == .notFound || error.code == .outOfRange ? .noInput : ExitStatus.of(error, during: .operation))
             }
             if let output {
-                let fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-                guard fd >= 0 else { throw CLIError("\(Describe.text(output)): \(String(cString: strerror(errno)))", status: .cannotCreate) }
-                defer { close(fd) }
-                let bytes = proof.encoded
-                guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) == $0.count }) else {
-                    throw CLIError("\(Describe.text(output)): \(String(cString: strerror(errno)))", status: .ioError)
-                }
+                try OutputFile.write(output, proof.encoded, mode: 0o644, exclusive: false)
             } else {
                 context.output.write(proof.encoded)
             }
